@@ -1,0 +1,179 @@
+import type { DocumentReference, Firestore, FirestoreDataConverter, Query, QueryDocumentSnapshot } from "firebase-admin/firestore";
+import { toCount, toDate, toOptionalDate, withoutUndefined } from "./firestoreValues";
+
+export const ORDERS = "orders";
+
+export const ORDER_STATUSES = [
+  "pending",
+  "reserved",
+  "out_of_stock",
+  "finalized",
+  "canceled",
+  "needs_review",
+  "refunded",
+  "partially_refunded",
+  "disputed",
+] as const;
+export type OrderStatus = (typeof ORDER_STATUSES)[number];
+
+export interface OrderLine {
+  sku: string;
+  qty: number;
+}
+
+export interface StatusChange {
+  from: OrderStatus;
+  to: OrderStatus;
+  at: Date;
+  eventId: string | null;
+  reason: string;
+}
+
+export interface PaymentFailure {
+  eventId: string;
+  code: string | null;
+  message: string | null;
+  at: Date;
+}
+
+export interface DisputeRecord {
+  id: string;
+  status: string;
+  amount: number;
+  /** Status to return to when the dispute is won. */
+  priorStatus: OrderStatus;
+  openedAt: Date;
+  closedAt?: Date;
+}
+
+/** `orders/{orderId}`. The client app creates it `pending`; every other field is owned by the backend. */
+export interface Order {
+  id: string;
+  userId: string;
+  items: OrderLine[];
+  /** Integer minor units (cents). */
+  amount: number;
+  /** Lowercase ISO 4217. */
+  currency: string;
+  status: OrderStatus;
+  createdAt: Date;
+  paymentIntentId?: string;
+  checkoutSessionId?: string;
+  webhookEventId?: string;
+  finalizedAt?: Date;
+  refundedAmount?: number;
+  statusHistory?: StatusChange[];
+  reservedAt?: Date;
+  lastPaymentFailure?: PaymentFailure;
+  paymentFailures?: number;
+  dispute?: DisputeRecord;
+  reviewReason?: string;
+  updatedAt?: Date;
+}
+
+/** Backend-owned fields the decision may change; `id` and the client's fields never change. */
+export type OrderPatch = Partial<Omit<Order, "id" | "userId" | "items" | "amount" | "currency" | "createdAt">>;
+
+function isStatus(value: unknown): value is OrderStatus {
+  return typeof value === "string" && (ORDER_STATUSES as readonly string[]).includes(value);
+}
+
+function toLines(value: unknown): OrderLine[] {
+  if (!Array.isArray(value)) return [];
+  return value.map((line: unknown) => {
+    const l = (typeof line === "object" && line !== null ? line : {}) as Record<string, unknown>;
+    return { sku: String(l.sku ?? ""), qty: toCount(l.qty) };
+  });
+}
+
+function toHistory(value: unknown): StatusChange[] | undefined {
+  if (!Array.isArray(value)) return undefined;
+  return value.map((entry: Record<string, unknown>) => ({
+    from: entry.from as OrderStatus,
+    to: entry.to as OrderStatus,
+    at: toDate(entry.at),
+    eventId: typeof entry.eventId === "string" ? entry.eventId : null,
+    reason: String(entry.reason ?? ""),
+  }));
+}
+
+function toDispute(value: unknown): DisputeRecord | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const d = value as Record<string, unknown>;
+  return {
+    id: String(d.id),
+    status: String(d.status),
+    amount: toCount(d.amount),
+    priorStatus: isStatus(d.priorStatus) ? d.priorStatus : "finalized",
+    openedAt: toDate(d.openedAt),
+    closedAt: toOptionalDate(d.closedAt),
+  };
+}
+
+function toFailure(value: unknown): PaymentFailure | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const f = value as Record<string, unknown>;
+  return {
+    eventId: String(f.eventId),
+    code: typeof f.code === "string" ? f.code : null,
+    message: typeof f.message === "string" ? f.message : null,
+    at: toDate(f.at),
+  };
+}
+
+function optionalString(value: unknown): string | undefined {
+  return typeof value === "string" && value.length > 0 ? value : undefined;
+}
+
+export function orderFromData(id: string, data: Record<string, unknown>): Order {
+  if (!isStatus(data.status)) {
+    throw new TypeError(`orders/${id} has an unknown status ${JSON.stringify(data.status)}`);
+  }
+  return withoutUndefined({
+    id,
+    userId: String(data.userId ?? ""),
+    items: toLines(data.items),
+    amount: toCount(data.amount),
+    currency: String(data.currency ?? "").toLowerCase(),
+    status: data.status,
+    createdAt: toDate(data.createdAt),
+    paymentIntentId: optionalString(data.paymentIntentId),
+    checkoutSessionId: optionalString(data.checkoutSessionId),
+    webhookEventId: optionalString(data.webhookEventId),
+    finalizedAt: toOptionalDate(data.finalizedAt),
+    refundedAmount: data.refundedAmount === undefined ? undefined : toCount(data.refundedAmount),
+    statusHistory: toHistory(data.statusHistory),
+    reservedAt: toOptionalDate(data.reservedAt),
+    lastPaymentFailure: toFailure(data.lastPaymentFailure),
+    paymentFailures: data.paymentFailures === undefined ? undefined : toCount(data.paymentFailures),
+    dispute: toDispute(data.dispute),
+    reviewReason: optionalString(data.reviewReason),
+    updatedAt: toOptionalDate(data.updatedAt),
+  }) as Order;
+}
+
+export const orderConverter: FirestoreDataConverter<Order> = {
+  toFirestore(order) {
+    const { id: _id, ...data } = order as Order;
+    return withoutUndefined(data);
+  },
+  fromFirestore(snapshot: QueryDocumentSnapshot): Order {
+    return orderFromData(snapshot.id, snapshot.data());
+  },
+};
+
+export function orderRef(db: Firestore, orderId: string): DocumentReference<Order> {
+  return db.collection(ORDERS).doc(orderId).withConverter(orderConverter);
+}
+
+/** Charges, refunds and disputes name only their PaymentIntent; two matches would be a data error. */
+export function ordersByPaymentIntent(db: Firestore, paymentIntentId: string): Query<Order> {
+  return db.collection(ORDERS).where("paymentIntentId", "==", paymentIntentId).limit(2).withConverter(orderConverter);
+}
+
+/** Quantities per SKU: an order may list one SKU on several lines. */
+export function quantitiesBySku(items: readonly OrderLine[]): Map<string, number> {
+  const bySku = new Map<string, number>();
+  for (const { sku, qty } of items) bySku.set(sku, (bySku.get(sku) ?? 0) + qty);
+  return bySku;
+}

@@ -1,0 +1,22 @@
+import { defineBoolean, defineInt, defineSecret } from "firebase-functions/params";
+
+/**
+ * Deployment parameters. Secrets live in Secret Manager (functions/.secret.local in the emulator);
+ * the others in functions/.env. All are read with `.value()` at run time only.
+ */
+export const STRIPE_WEBHOOK_SECRET = defineSecret("STRIPE_WEBHOOK_SECRET");
+
+export const RESTOCK_ON_REFUND = defineBoolean("RESTOCK_ON_REFUND", {
+  default: true,
+  description: "Put the units of a fully refunded order back in stock.",
+});
+
+export const WEBHOOK_EVENT_TTL_DAYS = defineInt("WEBHOOK_EVENT_TTL_DAYS", {
+  default: 30,
+  description: "Days a webhookEvents record is kept (its expireAt TTL field). Keep it above Stripe's 3-day retry window.",
+});
+
+export const MAX_DELIVERY_ATTEMPTS = defineInt("MAX_DELIVERY_ATTEMPTS", {
+  default: 5,
+  description: "Failed deliveries of one event before its dead letter is marked dead (deferred events are then parked).",
+});

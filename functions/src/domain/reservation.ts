@@ -1,0 +1,49 @@
+import type { AuditEntry } from "../collections/auditLog";
+import { quantitiesBySku, type Order, type OrderPatch, type OrderStatus } from "../collections/orders";
+import type { StockLevel } from "../collections/products";
+import type { StockChange } from "./orderMachine";
+
+/** Reserve every line of a new order, or none: pure, like the payment decision. */
+export type ReservationDecision =
+  | { kind: "skip"; reason: string }
+  | { kind: "apply"; result: "reserved" | "out_of_stock"; orderPatch: OrderPatch; stockChanges: StockChange[]; audit: AuditEntry };
+
+export function decideReservation(order: Order, stock: ReadonlyMap<string, StockLevel>, now: Date): ReservationDecision {
+  // A payment may have arrived first (or the trigger is redelivered): the order is no longer ours to reserve.
+  if (order.status !== "pending") return { kind: "skip", reason: `order is ${order.status}` };
+  const wanted = quantitiesBySku(order.items);
+  const invalid = order.items.length === 0 || [...wanted.values()].some((qty) => !Number.isInteger(qty) || qty <= 0);
+  const short = [...wanted].filter(([sku, qty]) => {
+    const level = stock.get(sku);
+    return level === undefined || level.stock - level.reserved < qty;
+  });
+  const to: OrderStatus = invalid || short.length > 0 ? "out_of_stock" : "reserved";
+  const reason = invalid
+    ? "order has no valid lines"
+    : short.length > 0
+      ? `insufficient stock for ${short.map(([sku]) => sku).join(", ")}`
+      : "stock reserved";
+  const orderPatch: OrderPatch = {
+    status: to,
+    statusHistory: [...(order.statusHistory ?? []), { from: order.status, to, at: now, eventId: null, reason }],
+    updatedAt: now,
+    ...(to === "reserved" ? { reservedAt: now } : {}),
+  };
+  return {
+    kind: "apply",
+    result: to,
+    orderPatch,
+    stockChanges: to === "reserved" ? [...wanted].map(([sku, qty]) => ({ sku, stock: 0, reserved: qty })) : [],
+    audit: {
+      eventId: null,
+      eventType: null,
+      orderId: order.id,
+      action: "reserve_stock",
+      result: to,
+      reason,
+      before: order.status,
+      after: to,
+      at: now,
+    },
+  };
+}

@@ -1,0 +1,103 @@
+/**
+ * The small set of errors the backend raises on purpose. Each one knows how the webhook endpoint
+ * must answer it; `httpStatusOf` is the only place that maps errors to HTTP statuses.
+ */
+
+export type ErrorCode =
+  | "method_not_allowed"
+  | "signature_invalid"
+  | "not_a_stripe_event"
+  | "deferred"
+  | "transient"
+  | "misconfigured";
+
+export abstract class AppError extends Error {
+  abstract readonly code: ErrorCode;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class MethodNotAllowedError extends AppError {
+  readonly code = "method_not_allowed" as const;
+}
+
+/** Missing, malformed, stale or wrongly signed `Stripe-Signature`, or a tampered body. */
+export class SignatureError extends AppError {
+  readonly code = "signature_invalid" as const;
+}
+
+/** Correctly signed, but the body is not a Stripe event envelope. */
+export class NotAnEventError extends AppError {
+  readonly code = "not_a_stripe_event" as const;
+}
+
+/**
+ * The event cannot be applied yet (its order does not exist yet, or it refers to a state the order
+ * has not reached, e.g. a refund before the payment). Answered non-2xx so Stripe redelivers it;
+ * counted in `deadLetters` and parked after a bounded number of attempts.
+ */
+export class DeferredError extends AppError {
+  readonly code = "deferred" as const;
+  constructor(
+    message: string,
+    readonly reason: string,
+    readonly orderId: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** Firestore unavailable, deadline exceeded, contention that outlived the transaction retries. */
+export class TransientError extends AppError {
+  readonly code = "transient" as const;
+}
+
+/** The deployment itself is wrong (e.g. no webhook secret configured). */
+export class ConfigurationError extends AppError {
+  readonly code = "misconfigured" as const;
+}
+
+const STATUS: Record<ErrorCode, number> = {
+  method_not_allowed: 405,
+  signature_invalid: 400,
+  not_a_stripe_event: 400,
+  deferred: 409,
+  transient: 500,
+  misconfigured: 500,
+};
+
+export function httpStatusOf(error: AppError): number {
+  return STATUS[error.code];
+}
+
+/** gRPC codes the Firestore client reports for failures that a later attempt may not hit. */
+const TRANSIENT_GRPC_CODES = new Set([
+  4, // DEADLINE_EXCEEDED
+  8, // RESOURCE_EXHAUSTED
+  10, // ABORTED (contention that outlived the transaction's own retries)
+  13, // INTERNAL
+  14, // UNAVAILABLE
+]);
+
+/** Turns any thrown value into an AppError; unknown errors are treated as transient (Stripe retries). */
+export function classify(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const code = grpcCodeOf(error);
+  const message = error instanceof Error ? error.message : String(error);
+  if (code !== null && !TRANSIENT_GRPC_CODES.has(code)) {
+    return new TransientError(`Unexpected Firestore error (code ${code}): ${message}`, { cause: error });
+  }
+  return new TransientError(message, { cause: error });
+}
+
+export function grpcCodeOf(error: unknown): number | null {
+  if (typeof error === "object" && error !== null && "code" in error) {
+    const code = (error as { code: unknown }).code;
+    if (typeof code === "number") return code;
+  }
+  return null;
+}
+
+export const GRPC_ALREADY_EXISTS = 6;

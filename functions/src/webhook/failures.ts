@@ -1,0 +1,81 @@
+import { toDate } from "../collections/firestoreValues";
+import { deadLetterRef, type DeadLetter, type DeadLetterStatus } from "../collections/deadLetters";
+import { webhookEventRef } from "../collections/webhookEvents";
+import type { EventMeta } from "../domain/commands";
+import { DeferredError, type AppError } from "../errors";
+import { queueNotifications, writeAudit, writeEventRecord, type PipelineDeps } from "./applyEvent";
+
+export interface FailureOptions {
+  /** Failed deliveries of one event before its dead letter is `dead`. */
+  maxDeliveryAttempts: number;
+}
+
+export interface FailureRecord {
+  attempts: number;
+  status: DeadLetterStatus;
+  /** The event was parked: acknowledged to Stripe (200) and left for an operator to replay. */
+  parked: boolean;
+}
+
+/**
+ * Counts a failed delivery in `deadLetters/{eventId}`, outside the transaction that failed, keeping
+ * the verified payload for replay. A deferred event that keeps failing is parked: its webhookEvents
+ * record says `rejected`/`dead_lettered`, so Stripe stops retrying it for days and an admin is alerted.
+ * Transient failures are never parked here: Stripe keeps retrying them and the dead letter shows it.
+ */
+export async function recordFailedDelivery(
+  deps: PipelineDeps & { failure: FailureOptions },
+  meta: EventMeta,
+  rawBody: string,
+  error: AppError,
+  receivedAt: Date,
+): Promise<FailureRecord> {
+  const { db } = deps;
+  const letterRef = deadLetterRef(db, meta.id);
+  const eventRef = webhookEventRef(db, meta.id);
+  return db.runTransaction(async (tx) => {
+    const [letter, event] = await Promise.all([tx.get(letterRef), tx.get(eventRef)]);
+    const now = deps.now();
+    const attempts = (letter.exists ? Number(letter.get("attempts") ?? 0) : 0) + 1;
+    const exhausted = attempts >= deps.failure.maxDeliveryAttempts;
+    const deferred = error instanceof DeferredError;
+    const parked = deferred && exhausted && !event.exists;
+    const status: DeadLetterStatus = exhausted ? "dead" : "retrying";
+    const data: DeadLetter = {
+      type: meta.type,
+      attempts,
+      lastError: `${error.code}: ${error.message}`,
+      retryable: !parked,
+      firstFailedAt: letter.exists ? toDate(letter.get("firstFailedAt")) : now,
+      lastFailedAt: now,
+      payload: rawBody,
+      status,
+      orderId: deferred ? error.orderId : null,
+    };
+    tx.set(letterRef, data);
+    if (parked) {
+      const orderId = deferred ? error.orderId : null;
+      writeEventRecord(tx, eventRef, deps, meta, receivedAt, { status: "rejected", result: "dead_lettered", orderId });
+      writeAudit(tx, db, {
+        eventId: meta.id,
+        eventType: meta.type,
+        orderId,
+        action: "dead_letter",
+        result: "dead_lettered",
+        reason: data.lastError,
+        before: null,
+        after: null,
+        at: now,
+      });
+      queueNotifications(
+        tx,
+        db,
+        [{ id: `admin_alert:${meta.id}`, kind: "admin_alert", orderId, userId: null, eventId: meta.id, detail: `dead-lettered after ${attempts} attempts: ${data.lastError}` }],
+        now,
+      );
+    }
+    return { attempts, status, parked };
+  });
+}
+
+export const DEFAULT_FAILURE_OPTIONS: FailureOptions = { maxDeliveryAttempts: 5 };

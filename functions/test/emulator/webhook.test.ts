@@ -1,0 +1,225 @@
+import { expect } from "chai";
+import { deliverNotification } from "../../src/notifications/deliver";
+import { logProvider } from "../../src/notifications/providers";
+import { reserveStockForOrder } from "../../src/reservation";
+import {
+  countAll,
+  countWhere,
+  createOrder,
+  db,
+  deliver,
+  eventually,
+  orderData,
+  post,
+  productData,
+  seedProduct,
+  setBackgroundTriggers,
+  settle,
+  uniqueId,
+  waitForOrderStatus,
+  webhookSecret,
+} from "../helpers/emulator";
+import { event, paymentIntent, signatureHeader, stripeId } from "../helpers/stripeFixtures";
+
+/** The core path of SPEC sections 1, 5 and 6, through HTTP on the Functions emulator. */
+
+async function reservedOrder(stock: number, qty: number, amount = 1500) {
+  const sku = uniqueId("sku");
+  const orderId = uniqueId("order");
+  await seedProduct(sku, stock);
+  await createOrder({ id: orderId, items: [{ sku, qty }], amount });
+  await waitForOrderStatus(orderId, "reserved");
+  return { sku, orderId, amount };
+}
+
+function paymentSucceeded(orderId: string, amount: number) {
+  return event("payment_intent.succeeded", paymentIntent({ amount, orderId }));
+}
+
+async function confirmedNotifications(orderId: string) {
+  const snapshot = await db().collection("notifications").where("orderId", "==", orderId).where("kind", "==", "order_confirmed").get();
+  return snapshot.docs.map((d) => d.data());
+}
+
+describe("stripeWebhook on the emulators: the core path", () => {
+  it("reserves on create, finalizes once on payment, and answers a redelivery as a duplicate", async () => {
+    const { sku, orderId, amount } = await reservedOrder(50, 3);
+    expect(await productData(sku)).to.deep.equal({ stock: 50, reserved: 3 });
+
+    const paid = paymentSucceeded(orderId, amount);
+    const first = await deliver(paid);
+    expect(first.status).to.equal(200);
+    expect(first.body).to.deep.equal({ received: true, eventId: paid.id, status: "processed", result: "finalized" });
+    const second = await deliver(paid);
+    expect(second.status).to.equal(200);
+    expect(second.body).to.deep.equal({ received: true, eventId: paid.id, status: "duplicate" });
+
+    expect(await productData(sku)).to.deep.equal({ stock: 47, reserved: 0 });
+    const order = await orderData(orderId);
+    expect(order.status).to.equal("finalized");
+    expect(order.webhookEventId).to.equal(paid.id);
+    expect(order.paymentIntentId).to.equal((paid.data.object as { id: string }).id);
+    expect((order.statusHistory as { to: string }[]).map((h) => h.to)).to.deep.equal(["reserved", "finalized"]);
+
+    const record = (await db().collection("webhookEvents").doc(paid.id).get()).data();
+    expect(record).to.include({ type: "payment_intent.succeeded", status: "processed", result: "finalized", orderId, livemode: false });
+    expect(record?.expireAt.toMillis()).to.be.greaterThan(Date.now() + 29 * 86_400_000);
+    expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(1);
+
+    const sent = await eventually("order_confirmed to be sent", async () => {
+      const found = await confirmedNotifications(orderId);
+      return found.length === 1 && found[0].status === "sent" ? found : undefined;
+    });
+    expect(sent[0]).to.include({ attempts: 1, userId: "user-1", eventId: paid.id });
+    expect(await confirmedNotifications(orderId)).to.have.length(1);
+  });
+
+  it("applies five concurrent deliveries of one event exactly once", async () => {
+    const { sku, orderId, amount } = await reservedOrder(20, 2);
+    const paid = paymentSucceeded(orderId, amount);
+    const responses = await Promise.all(Array.from({ length: 5 }, () => deliver(paid)));
+
+    expect(responses.map((r) => r.status)).to.deep.equal([200, 200, 200, 200, 200]);
+    const statuses = responses.map((r) => r.body.status).sort();
+    expect(statuses).to.deep.equal(["duplicate", "duplicate", "duplicate", "duplicate", "processed"]);
+    expect(await productData(sku)).to.deep.equal({ stock: 18, reserved: 0 });
+    expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(1);
+    expect(await countWhere("notifications", "orderId", orderId)).to.equal(1);
+  });
+
+  it("answers sequential retries as duplicates without writing anything", async () => {
+    const { sku, orderId, amount } = await reservedOrder(10, 1);
+    const paid = paymentSucceeded(orderId, amount);
+    expect((await deliver(paid)).body.status).to.equal("processed");
+    await settle();
+    const before = await countAll();
+    for (let retry = 0; retry < 3; retry++) {
+      const response = await deliver(paid);
+      expect(response.status).to.equal(200);
+      expect(response.body.status).to.equal("duplicate");
+    }
+    expect(await countAll()).to.deep.equal(before);
+    expect(await productData(sku)).to.deep.equal({ stock: 9, reserved: 0 });
+  });
+
+  it("finalizes a payment that arrives before the reservation trigger, which then does nothing", async () => {
+    const sku = uniqueId("sku");
+    const orderId = uniqueId("order");
+    await seedProduct(sku, 50);
+    await setBackgroundTriggers(false);
+    try {
+      await createOrder({ id: orderId, items: [{ sku, qty: 3 }], amount: 900 });
+      const response = await deliver(paymentSucceeded(orderId, 900));
+      expect(response.body).to.include({ status: "processed", result: "finalized" });
+    } finally {
+      await setBackgroundTriggers(true);
+    }
+    expect(await productData(sku)).to.deep.equal({ stock: 47, reserved: 0 });
+    // The trigger's late run (the same handler the deployed trigger calls) must leave everything as it is.
+    const outcome = await reserveStockForOrder({ db: db(), now: () => new Date() }, orderId);
+    expect(outcome).to.equal("skipped");
+    expect(await productData(sku)).to.deep.equal({ stock: 47, reserved: 0 });
+    expect((await orderData(orderId)).status).to.equal("finalized");
+    // Its confirmation was queued while triggers were paused: deliver it with the trigger's handler.
+    const delivered: string[] = [];
+    const provider = logProvider((_message, fields) => delivered.push(String(fields.notification_id)));
+    expect(await deliverNotification({ db: db(), now: () => new Date(), provider }, `order_confirmed:${orderId}`)).to.equal("sent");
+    expect(delivered).to.deep.equal([`order_confirmed:${orderId}`]);
+  });
+
+  it("marks an order out_of_stock when a line cannot be reserved, without touching stock", async () => {
+    const sku = uniqueId("sku");
+    const orderId = uniqueId("order");
+    await seedProduct(sku, 2);
+    await createOrder({ id: orderId, items: [{ sku, qty: 3 }], amount: 900 });
+    await waitForOrderStatus(orderId, "out_of_stock");
+    expect(await productData(sku)).to.deep.equal({ stock: 2, reserved: 0 });
+  });
+
+  it("acknowledges an unhandled event type as ignored and records only webhookEvents", async () => {
+    const ignored = event("customer.created", { id: stripeId("cus"), object: "customer", metadata: {} });
+    await settle();
+    const before = await countAll();
+    const response = await deliver(ignored);
+    expect(response.status).to.equal(200);
+    expect(response.body).to.include({ received: true, eventId: ignored.id, status: "ignored" });
+    const after = await countAll();
+    expect(after).to.deep.equal({ ...before, webhookEvents: before.webhookEvents + 1 });
+    expect((await db().collection("webhookEvents").doc(ignored.id).get()).get("status")).to.equal("ignored");
+  });
+
+  describe("requests that must be refused without any write (SPEC section 5)", () => {
+    let counts: Record<string, number>;
+    let payload: string;
+
+    before(async () => {
+      await settle();
+    });
+
+    beforeEach(async () => {
+      payload = JSON.stringify(paymentSucceeded(uniqueId("order"), 100));
+      counts = await countAll();
+    });
+
+    afterEach(async () => {
+      expect(await countAll()).to.deep.equal(counts);
+    });
+
+    const cases: { name: string; status: number; code: string | null; send: () => Promise<{ status: number; body: Record<string, unknown> }> }[] = [
+      { name: "a missing Stripe-Signature header", status: 400, code: "signature_invalid", send: () => post(payload, {}) },
+      {
+        name: "a tampered body",
+        status: 400,
+        code: "signature_invalid",
+        send: () => post(payload.replace('"amount":100', '"amount":1'), { "stripe-signature": signatureHeader(payload, webhookSecret()) }),
+      },
+      {
+        name: "a wrong secret",
+        status: 400,
+        code: "signature_invalid",
+        send: () => post(payload, { "stripe-signature": signatureHeader(payload, "whsec_not_the_configured_secret") }),
+      },
+      {
+        name: "a stale timestamp (older than 300 s)",
+        status: 400,
+        code: "signature_invalid",
+        send: () => post(payload, { "stripe-signature": signatureHeader(payload, webhookSecret(), Math.floor(Date.now() / 1000) - 301) }),
+      },
+      {
+        name: "a signed body that is not JSON",
+        status: 400,
+        code: "not_a_stripe_event",
+        send: () =>
+          post("not json at all", { "content-type": "text/plain", "stripe-signature": signatureHeader("not json at all", webhookSecret()) }),
+      },
+      {
+        // The Functions runtime's JSON body parser refuses it before the handler runs: still 400, still no write.
+        name: "a signed body that is not JSON but claims to be",
+        status: 400,
+        code: null,
+        send: () => post("{not json", { "stripe-signature": signatureHeader("{not json", webhookSecret()) }),
+      },
+      {
+        name: "signed JSON that is not a Stripe event",
+        status: 400,
+        code: "not_a_stripe_event",
+        send: () => {
+          const body = JSON.stringify({ hello: "world", id: "evt_fake" });
+          return post(body, { "stripe-signature": signatureHeader(body, webhookSecret()) });
+        },
+      },
+      { name: "a GET", status: 405, code: "method_not_allowed", send: () => post("", {}, "GET") },
+    ];
+
+    for (const c of cases) {
+      it(`answers ${c.status} to ${c.name}`, async () => {
+        const response = await c.send();
+        expect(response.status).to.equal(c.status);
+        if (c.code === null) return;
+        const error = response.body.error as { code: string; message: string };
+        expect(error.code).to.equal(c.code);
+        expect(error.message).to.be.a("string").and.have.length.greaterThan(20);
+      });
+    }
+  });
+});
