@@ -20,3 +20,13 @@ export const MAX_DELIVERY_ATTEMPTS = defineInt("MAX_DELIVERY_ATTEMPTS", {
   default: 5,
   description: "Failed deliveries of one event before its dead letter is marked dead (deferred events are then parked).",
 });
+
+export const NOTIFICATION_MAX_ATTEMPTS = defineInt("NOTIFICATION_MAX_ATTEMPTS", {
+  default: 5,
+  description: "Delivery attempts before a notification is dead and an admin alert is queued.",
+});
+
+export const RESERVATION_HOLD_MINUTES = defineInt("RESERVATION_HOLD_MINUTES", {
+  default: 30,
+  description: "Minutes a reservation without a Checkout Session is held before the sweep releases it.",
+});

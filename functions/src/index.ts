@@ -1,12 +1,15 @@
 /**
  * Wiring only: each export is a deployed function; the work happens in the modules it calls.
  */
+import { logger } from "firebase-functions";
 import { setGlobalOptions } from "firebase-functions/v2";
 import { onDocumentCreated } from "firebase-functions/v2/firestore";
-import { onRequest } from "firebase-functions/v2/https";
+import { onCall, onRequest } from "firebase-functions/v2/https";
+import { onSchedule } from "firebase-functions/v2/scheduler";
+import { listDeadLettersCallable, replayWebhookEventCallable, webhookEventStatusCallable } from "./admin/callables";
 import { STRIPE_WEBHOOK_SECRET } from "./config";
-import { deliverNotification } from "./notifications/deliver";
-import { reserveStockForOrder } from "./reservation";
+import { deliverNotification, redriveNotifications } from "./notifications/deliver";
+import { releaseAbandonedReservations, reserveStockForOrder } from "./reservation";
 import { runtime } from "./runtime";
 
 setGlobalOptions({ region: "us-central1" });
@@ -19,6 +22,22 @@ export const reserveStockOnOrderCreated = onDocumentCreated({ document: "orders/
   await reserveStockForOrder(runtime().reservation, event.params.orderId);
 });
 
-export const deliverQueuedNotification = onDocumentCreated({ document: "notifications/{notificationId}", retry: false }, async (event) => {
+// Retries on: a crash before the claim is redelivered; after the claim, the re-drive below takes over.
+export const deliverQueuedNotification = onDocumentCreated({ document: "notifications/{notificationId}", retry: true }, async (event) => {
   await deliverNotification(runtime().delivery, event.params.notificationId);
 });
+
+export const redriveFailedNotifications = onSchedule("every 5 minutes", async () => {
+  logger.info("notification re-drive", { ...(await redriveNotifications(runtime().delivery)) });
+});
+
+export const releaseAbandonedReservationsSweep = onSchedule("every 5 minutes", async () => {
+  const { reservation, abandonPolicy } = runtime();
+  logger.info("abandoned reservation sweep", { ...(await releaseAbandonedReservations(reservation, abandonPolicy)) });
+});
+
+export const webhookEventStatus = onCall((request) => webhookEventStatusCallable(runtime().webhookDeps, request));
+
+export const replayWebhookEvent = onCall((request) => replayWebhookEventCallable(runtime().webhookDeps, request));
+
+export const listDeadLetters = onCall((request) => listDeadLettersCallable(runtime().webhookDeps, request));

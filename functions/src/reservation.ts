@@ -1,6 +1,10 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { orderRef, quantitiesBySku } from "./collections/orders";
-import { decideReservation } from "./domain/reservation";
+import { decideAbandonedRelease, decideReservation, type AbandonPolicy, type ReservationDecision } from "./domain/reservation";
+import type { Order } from "./collections/orders";
+import type { StockLevel } from "./collections/products";
+import { ORDERS } from "./collections/orders";
+import { queueNotifications } from "./webhook/applyEvent";
 import { readStock, writeStockChanges } from "./inventory/stock";
 import { writeAudit } from "./webhook/applyEvent";
 
@@ -9,25 +13,63 @@ export interface ReservationDeps {
   now: () => Date;
 }
 
-export type ReservationOutcome = "reserved" | "out_of_stock" | "skipped" | "missing";
+export type ReservationOutcome = "reserved" | "out_of_stock" | "canceled" | "skipped" | "missing";
 
 /**
  * Handler of the `orders/{orderId}` create trigger: reserves every line or marks the order
  * `out_of_stock`, in one transaction. Safe to run twice: only a `pending` order is touched.
  */
 export async function reserveStockForOrder(deps: ReservationDeps, orderId: string): Promise<ReservationOutcome> {
+  return applyToOrder(deps, orderId, (order, stock, now) => decideReservation(order, stock, now));
+}
+
+/** Reads the order and its stock, decides, writes: one transaction. */
+async function applyToOrder(
+  deps: ReservationDeps,
+  orderId: string,
+  decideFor: (order: Order, stock: ReadonlyMap<string, StockLevel>, now: Date) => ReservationDecision,
+): Promise<ReservationOutcome> {
   const { db } = deps;
   const ref = orderRef(db, orderId);
   return db.runTransaction(async (tx) => {
     const order = (await tx.get(ref)).data();
     if (order === undefined) return "missing";
-    if (order.status !== "pending") return "skipped";
+    if (order.status !== "pending" && order.status !== "reserved") return "skipped";
     const stock = await readStock(tx, db, quantitiesBySku(order.items).keys());
-    const decision = decideReservation(order, stock, deps.now());
+    const now = deps.now();
+    const decision = decideFor(order, stock, now);
     if (decision.kind === "skip") return "skipped";
     tx.update(ref, decision.orderPatch);
     writeStockChanges(tx, db, decision.stockChanges);
     writeAudit(tx, db, decision.audit);
+    if (decision.result === "canceled") {
+      queueNotifications(tx, db, [{ id: `order_canceled:${order.id}`, kind: "order_canceled", orderId: order.id, userId: order.userId, eventId: null, detail: decision.audit.reason }], now);
+    }
     return decision.result;
   });
 }
+
+export interface SweepReport {
+  examined: number;
+  canceled: number;
+  skipped: number;
+}
+
+/**
+ * The abandoned-reservation sweep (scheduled): orders still `reserved` past their hold are canceled
+ * and their stock released. A payment that arrives later finalizes if stock allows, else needs_review.
+ */
+export async function releaseAbandonedReservations(deps: ReservationDeps, policy: AbandonPolicy, limit = 200): Promise<SweepReport> {
+  const cutoff = new Date(deps.now().getTime() - Math.min(policy.holdMs, policy.checkoutHoldMs));
+  const candidates = await deps.db.collection(ORDERS).where("status", "==", "reserved").where("createdAt", "<=", cutoff).orderBy("createdAt").limit(limit).get();
+  const report: SweepReport = { examined: 0, canceled: 0, skipped: 0 };
+  for (const doc of candidates.docs) {
+    report.examined += 1;
+    const outcome = await applyToOrder(deps, doc.id, (order, stock, now) => decideAbandonedRelease(order, stock, now, policy));
+    if (outcome === "canceled") report.canceled += 1;
+    else report.skipped += 1;
+  }
+  return report;
+}
+
+export const DEFAULT_ABANDON_POLICY: AbandonPolicy = { holdMs: 30 * 60_000, checkoutHoldMs: 25 * 60 * 60_000 };

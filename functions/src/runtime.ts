@@ -1,27 +1,43 @@
 import { getApps, initializeApp } from "firebase-admin/app";
 import { getFirestore, type Firestore } from "firebase-admin/firestore";
 import { logger } from "firebase-functions";
-import { MAX_DELIVERY_ATTEMPTS, RESTOCK_ON_REFUND, STRIPE_WEBHOOK_SECRET, WEBHOOK_EVENT_TTL_DAYS } from "./config";
-import { logProvider } from "./notifications/providers";
-import type { DeliveryDeps } from "./notifications/deliver";
-import type { ReservationDeps } from "./reservation";
+import {
+  MAX_DELIVERY_ATTEMPTS,
+  NOTIFICATION_MAX_ATTEMPTS,
+  RESERVATION_HOLD_MINUTES,
+  RESTOCK_ON_REFUND,
+  STRIPE_WEBHOOK_SECRET,
+  WEBHOOK_EVENT_TTL_DAYS,
+} from "./config";
+import type { AbandonPolicy } from "./domain/reservation";
+import { DEFAULT_DELIVERY_OPTIONS, type DeliveryDeps } from "./notifications/deliver";
+import { logProvider, type NotificationProvider } from "./notifications/providers";
+import { smtpProviderFromEnv } from "./notifications/smtpProvider";
+import { getAuth } from "firebase-admin/auth";
+import type { App } from "firebase-admin/app";
+import { DEFAULT_ABANDON_POLICY, type ReservationDeps } from "./reservation";
 import { parseWebhookSecrets } from "./stripe/signature";
 import { createWebhookHandler, type WebhookDeps, type WebhookRequest, type WebhookResponse } from "./webhook/handler";
 
 /** Production dependencies, built on first use (never at import time, so deploy analysis stays side-effect free). */
 export interface Runtime {
-  db: Firestore;
+  webhookDeps: WebhookDeps;
   webhook: (req: WebhookRequest, res: WebhookResponse) => Promise<void>;
   reservation: ReservationDeps;
+  abandonPolicy: AbandonPolicy;
   delivery: DeliveryDeps;
 }
 
-let cached: Runtime | null = null;
+let cached: Runtime | undefined;
 
 export function runtime(): Runtime {
-  if (cached !== null) return cached;
+  cached ??= build();
+  return cached;
+}
+
+function build(): Runtime {
   const app = getApps()[0] ?? initializeApp();
-  const db = getFirestore(app);
+  const db: Firestore = getFirestore(app);
   const now = () => new Date();
   const webhookDeps: WebhookDeps = {
     db,
@@ -34,11 +50,30 @@ export function runtime(): Runtime {
       log("stripe webhook delivery", entry);
     },
   };
-  cached = {
-    db,
+  return {
+    webhookDeps,
     webhook: createWebhookHandler(webhookDeps),
     reservation: { db, now },
-    delivery: { db, now, provider: logProvider((message, fields) => logger.info(message, fields)) },
+    abandonPolicy: { ...DEFAULT_ABANDON_POLICY, holdMs: RESERVATION_HOLD_MINUTES.value() * 60_000 },
+    delivery: {
+      db,
+      now,
+      provider: notificationProvider(app),
+      options: { ...DEFAULT_DELIVERY_OPTIONS, maxAttempts: NOTIFICATION_MAX_ATTEMPTS.value() },
+    },
   };
-  return cached;
+}
+
+/** SMTP when SMTP_HOST is configured (functions/.env), else the log provider (the emulator's default). */
+function notificationProvider(app: App): NotificationProvider {
+  const recipientFor = async (n: { userId: string | null }): Promise<string | null> => {
+    if (!n.userId) return null;
+    try {
+      return (await getAuth(app).getUser(n.userId)).email ?? null;
+    } catch (error) {
+      if ((error as { code?: unknown }).code === "auth/user-not-found") return null;
+      throw error;
+    }
+  };
+  return smtpProviderFromEnv(process.env, recipientFor) ?? logProvider((message, fields) => logger.info(message, fields));
 }

@@ -30,6 +30,10 @@ export interface Notification extends NotificationDraft {
   createdAt: Date;
   sentAt?: Date;
   lastError?: string;
+  /** When a `sending` claim was taken: a claim older than the stuck timeout is re-driven. */
+  claimedAt?: Date;
+  /** When a `failed` notification may be tried again (exponential backoff). */
+  nextAttemptAt?: Date;
 }
 
 export const notificationConverter: FirestoreDataConverter<Notification> = {
@@ -51,6 +55,8 @@ export const notificationConverter: FirestoreDataConverter<Notification> = {
       createdAt: toDate(d.createdAt),
       sentAt: toOptionalDate(d.sentAt),
       lastError: typeof d.lastError === "string" ? d.lastError : undefined,
+      claimedAt: toOptionalDate(d.claimedAt),
+      nextAttemptAt: toOptionalDate(d.nextAttemptAt),
     }) as Notification;
   },
 };

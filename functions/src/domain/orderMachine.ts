@@ -352,7 +352,7 @@ function closeDispute(input: DecideInput): Decision {
 }
 
 /** Releases what a `reserved` order holds, never taking `reserved` below zero. */
-function releaseReservation(order: Order, stock: ReadonlyMap<string, StockLevel>): StockChange[] {
+export function releaseReservation(order: Order, stock: ReadonlyMap<string, StockLevel>): StockChange[] {
   return [...quantitiesBySku(order.items)].map(([sku, qty]) => ({
     sku,
     stock: 0,
@@ -368,7 +368,7 @@ function paymentIdsToStore({ order, command }: DecideInput): OrderPatch {
   return patch;
 }
 
-function transition(order: Order, to: OrderStatus, now: Date, eventId: string, reason: string): OrderPatch {
+export function transition(order: Order, to: OrderStatus, now: Date, eventId: string | null, reason: string): OrderPatch {
   if (to === order.status) return { updatedAt: now };
   const change: StatusChange = { from: order.status, to, at: now, eventId, reason };
   return { status: to, statusHistory: [...(order.statusHistory ?? []), change], updatedAt: now };

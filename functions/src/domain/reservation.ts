@@ -1,12 +1,12 @@
 import type { AuditEntry } from "../collections/auditLog";
 import { quantitiesBySku, type Order, type OrderPatch, type OrderStatus } from "../collections/orders";
 import type { StockLevel } from "../collections/products";
-import type { StockChange } from "./orderMachine";
+import { releaseReservation, transition, type StockChange } from "./orderMachine";
 
 /** Reserve every line of a new order, or none: pure, like the payment decision. */
 export type ReservationDecision =
   | { kind: "skip"; reason: string }
-  | { kind: "apply"; result: "reserved" | "out_of_stock"; orderPatch: OrderPatch; stockChanges: StockChange[]; audit: AuditEntry };
+  | { kind: "apply"; result: "reserved" | "out_of_stock" | "canceled"; orderPatch: OrderPatch; stockChanges: StockChange[]; audit: AuditEntry };
 
 export function decideReservation(order: Order, stock: ReadonlyMap<string, StockLevel>, now: Date): ReservationDecision {
   // A payment may have arrived first (or the trigger is redelivered): the order is no longer ours to reserve.
@@ -45,5 +45,32 @@ export function decideReservation(order: Order, stock: ReadonlyMap<string, Stock
       after: to,
       at: now,
     },
+  };
+}
+
+export interface AbandonPolicy {
+  /** A reservation without a Checkout Session is released this long after the order was created. */
+  holdMs: number;
+  /** A Checkout Session holds its order until it expires (at most 24 h) — released after this as a backstop. */
+  checkoutHoldMs: number;
+}
+
+/** Release of a reservation nobody paid for: pure, the sweep applies it in a transaction. */
+export function decideAbandonedRelease(
+  order: Order,
+  stock: ReadonlyMap<string, StockLevel>,
+  now: Date,
+  policy: AbandonPolicy,
+): ReservationDecision {
+  if (order.status !== "reserved") return { kind: "skip", reason: `order is ${order.status}` };
+  const hold = order.checkoutSessionId ? policy.checkoutHoldMs : policy.holdMs;
+  if (now.getTime() - order.createdAt.getTime() < hold) return { kind: "skip", reason: "reservation still held" };
+  const reason = `reservation abandoned after ${Math.round(hold / 60_000)} min without payment`;
+  return {
+    kind: "apply",
+    result: "canceled",
+    orderPatch: transition(order, "canceled", now, null, reason),
+    stockChanges: releaseReservation(order, stock),
+    audit: { eventId: null, eventType: null, orderId: order.id, action: "release_abandoned", result: "canceled", reason, before: order.status, after: "canceled", at: now },
   };
 }

@@ -26,6 +26,8 @@ export type ApplyOutcome =
 
 const DUPLICATE: ApplyOutcome = { status: "duplicate", orderId: null, result: null, attempt: null };
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** The webhookEvents result of an event parked in deadLetters: the only decided event a replay may re-apply. */
+export const PARKED_RESULT = "dead_lettered";
 
 /**
  * Applies one verified, translated event in ONE transaction whose first write is `create()` of
@@ -45,7 +47,10 @@ export async function applyEvent(
   if (!replay && (await eventRef.get()).exists) return DUPLICATE;
   try {
     return await db.runTransaction(async (tx) => {
-      if (replay && (await tx.get(eventRef)).get("status") === "processed") return DUPLICATE;
+      if (replay) {
+        const existing = await tx.get(eventRef);
+        if (existing.exists && existing.get("result") !== PARKED_RESULT) return DUPLICATE;
+      }
       const letterRef = deadLetterRef(db, meta.id);
       const [letter, order] = await Promise.all([
         tx.get(letterRef),

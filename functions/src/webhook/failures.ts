@@ -3,7 +3,7 @@ import { deadLetterRef, type DeadLetter, type DeadLetterStatus } from "../collec
 import { webhookEventRef } from "../collections/webhookEvents";
 import type { EventMeta } from "../domain/commands";
 import { DeferredError, type AppError } from "../errors";
-import { queueNotifications, writeAudit, writeEventRecord, type PipelineDeps } from "./applyEvent";
+import { PARKED_RESULT, queueNotifications, writeEventRecord, type PipelineDeps } from "./applyEvent";
 
 export interface FailureOptions {
   /** Failed deliveries of one event before its dead letter is `dead`. */
@@ -21,6 +21,8 @@ export interface FailureRecord {
  * Counts a failed delivery in `deadLetters/{eventId}`, outside the transaction that failed, keeping
  * the verified payload for replay. A deferred event that keeps failing is parked: its webhookEvents
  * record says `rejected`/`dead_lettered`, so Stripe stops retrying it for days and an admin is alerted.
+ * Parking writes no audit entry: the dead letter is the record, and the replay that finally applies
+ * the event writes its one audit entry.
  * Transient failures are never parked here: Stripe keeps retrying them and the dead letter shows it.
  */
 export async function recordFailedDelivery(
@@ -55,22 +57,11 @@ export async function recordFailedDelivery(
     tx.set(letterRef, data);
     if (parked) {
       const orderId = deferred ? error.orderId : null;
-      writeEventRecord(tx, eventRef, deps, meta, receivedAt, { status: "rejected", result: "dead_lettered", orderId });
-      writeAudit(tx, db, {
-        eventId: meta.id,
-        eventType: meta.type,
-        orderId,
-        action: "dead_letter",
-        result: "dead_lettered",
-        reason: data.lastError,
-        before: null,
-        after: null,
-        at: now,
-      });
+      writeEventRecord(tx, eventRef, deps, meta, receivedAt, { status: "rejected", result: PARKED_RESULT, orderId });
       queueNotifications(
         tx,
         db,
-        [{ id: `admin_alert:${meta.id}`, kind: "admin_alert", orderId, userId: null, eventId: meta.id, detail: `dead-lettered after ${attempts} attempts: ${data.lastError}` }],
+        [{ id: `dead_letter:${meta.id}`, kind: "admin_alert", orderId, userId: null, eventId: meta.id, detail: `dead-lettered after ${attempts} attempts: ${data.lastError}` }],
         now,
       );
     }

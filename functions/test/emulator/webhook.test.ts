@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { deliverNotification } from "../../src/notifications/deliver";
+import { DEFAULT_DELIVERY_OPTIONS, deliverNotification } from "../../src/notifications/deliver";
 import { logProvider } from "../../src/notifications/providers";
 import { reserveStockForOrder } from "../../src/reservation";
 import {
@@ -123,7 +123,7 @@ describe("stripeWebhook on the emulators: the core path", () => {
     // Its confirmation was queued while triggers were paused: deliver it with the trigger's handler.
     const delivered: string[] = [];
     const provider = logProvider((_message, fields) => delivered.push(String(fields.notification_id)));
-    expect(await deliverNotification({ db: db(), now: () => new Date(), provider }, `order_confirmed:${orderId}`)).to.equal("sent");
+    expect(await deliverNotification({ db: db(), now: () => new Date(), provider, options: DEFAULT_DELIVERY_OPTIONS }, `order_confirmed:${orderId}`)).to.equal("sent");
     expect(delivered).to.deep.equal([`order_confirmed:${orderId}`]);
   });
 

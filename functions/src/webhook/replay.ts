@@ -1,0 +1,30 @@
+import type Stripe from "stripe";
+import { deadLetterRef } from "../collections/deadLetters";
+import { DeferredError } from "../errors";
+import { eventMeta, translateEvent } from "../stripe/translate";
+import { applyEvent, type ApplyOutcome, type PipelineDeps } from "./applyEvent";
+
+export type ReplayOutcome = ApplyOutcome | { status: "deferred"; result: string; orderId: string | null; attempt: null };
+
+export class NoDeadLetterError extends Error {}
+
+/**
+ * Re-applies a dead-lettered event from its stored, verified payload through the same pipeline as a
+ * delivery. Idempotent: once applied, a second replay answers `duplicate` and changes nothing.
+ */
+export async function replayDeadLetter(deps: PipelineDeps, eventId: string): Promise<ReplayOutcome> {
+  const letter = await deadLetterRef(deps.db, eventId).get();
+  const payload = letter.get("payload");
+  if (!letter.exists || typeof payload !== "string") {
+    throw new NoDeadLetterError(`deadLetters/${eventId} does not exist: only a dead-lettered event keeps the payload a replay needs.`);
+  }
+  // The payload was verified when it was received; it is re-read from our own store, not from a caller.
+  const event = JSON.parse(payload) as Stripe.Event;
+  try {
+    return await applyEvent(deps, eventMeta(event), translateEvent(event), deps.now(), { replay: true });
+  } catch (error) {
+    if (!(error instanceof DeferredError)) throw error;
+    await letter.ref.update({ lastError: `deferred: ${error.message}`, lastReplayAt: deps.now() });
+    return { status: "deferred", result: error.reason, orderId: error.orderId, attempt: null };
+  }
+}

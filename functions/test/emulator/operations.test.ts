@@ -1,0 +1,252 @@
+import { expect } from "chai";
+import { getApps } from "firebase-admin/app";
+import { getAuth } from "firebase-admin/auth";
+import { Timestamp, type Firestore } from "firebase-admin/firestore";
+import { DEFAULT_DELIVERY_OPTIONS, deliverNotification, redriveNotifications, type DeliveryDeps } from "../../src/notifications/deliver";
+import { smtpProvider } from "../../src/notifications/smtpProvider";
+import { releaseAbandonedReservations, DEFAULT_ABANDON_POLICY } from "../../src/reservation";
+import { createWebhookHandler, type WebhookDeps } from "../../src/webhook/handler";
+import {
+  countWhere,
+  createOrder,
+  db,
+  deliver,
+  functionsOrigin,
+  orderData,
+  productData,
+  PROJECT_ID,
+  REGION,
+  seedProduct,
+  uniqueId,
+  waitForOrderStatus,
+  webhookSecret,
+} from "../helpers/emulator";
+import { event, paymentIntent, signatureHeader } from "../helpers/stripeFixtures";
+
+/** Issue 4: failures are visible and recoverable. */
+
+async function idToken(claims: Record<string, unknown> | null): Promise<string> {
+  const auth = getAuth(getApps()[0]);
+  const email = `${uniqueId("user")}@example.com`;
+  const user = await auth.createUser({ email, password: "test-password-123" });
+  if (claims) await auth.setCustomUserClaims(user.uid, claims);
+  const host = process.env.FIREBASE_AUTH_EMULATOR_HOST ?? "127.0.0.1:9099";
+  const response = await fetch(`http://${host}/identitytoolkit.googleapis.com/v1/accounts:signInWithPassword?key=demo-key`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password: "test-password-123", returnSecureToken: true }),
+  });
+  const body = (await response.json()) as { idToken?: string };
+  if (!body.idToken) throw new Error(`Auth emulator sign-in failed: ${JSON.stringify(body)}`);
+  return body.idToken;
+}
+
+interface CallResult {
+  status: number;
+  result?: Record<string, unknown>;
+  error?: { status: string; message: string };
+}
+
+async function call(name: string, data: unknown, token: string | null): Promise<CallResult> {
+  const response = await fetch(`${functionsOrigin()}/${PROJECT_ID}/${REGION}/${name}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ data }),
+  });
+  return { status: response.status, ...((await response.json()) as Omit<CallResult, "status">) };
+}
+
+function webhookDeps(database: Firestore): WebhookDeps {
+  return {
+    db: database,
+    now: () => new Date(),
+    options: { restockOnRefund: true, webhookEventTtlDays: 30 },
+    failure: { maxDeliveryAttempts: 5 },
+    webhookSecrets: () => [webhookSecret()],
+    logDelivery: () => undefined,
+  };
+}
+
+/** Fault injection at the dependency boundary: the first `runTransaction` fails as Firestore does when unavailable. */
+function unavailableOnce(real: Firestore): Firestore {
+  let failed = false;
+  return new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop === "runTransaction" && !failed) {
+        failed = true;
+        return () => Promise.reject(Object.assign(new Error("14 UNAVAILABLE: injected outage"), { code: 14 }));
+      }
+      const value: unknown = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+async function invoke(deps: WebhookDeps, envelope: ReturnType<typeof event>) {
+  const payload = JSON.stringify(envelope);
+  let status = 0;
+  let body: unknown = null;
+  const res = {
+    status(code: number) {
+      status = code;
+      return res;
+    },
+    set() {
+      return res;
+    },
+    json(value: unknown) {
+      body = value;
+    },
+  };
+  await createWebhookHandler(deps)(
+    { method: "POST", rawBody: Buffer.from(payload), headers: { "stripe-signature": signatureHeader(payload, webhookSecret()) } },
+    res,
+  );
+  return { status, body: body as Record<string, unknown> };
+}
+
+describe("operations: failures are visible and recoverable", () => {
+  it("answers 500 when Firestore is unavailable, counts the attempt, and recovers on redelivery", async () => {
+    const sku = uniqueId("sku");
+    const orderId = uniqueId("order");
+    await seedProduct(sku, 10);
+    await createOrder({ id: orderId, items: [{ sku, qty: 4 }], amount: 1200 });
+    await waitForOrderStatus(orderId, "reserved");
+    const paid = event("payment_intent.succeeded", paymentIntent({ amount: 1200, orderId }));
+
+    const outage = await invoke(webhookDeps(unavailableOnce(db())), paid);
+    expect(outage.status).to.equal(500);
+    expect((outage.body.error as { code: string }).code).to.equal("transient");
+    expect((await db().collection("webhookEvents").doc(paid.id).get()).exists).to.equal(false);
+    expect(await productData(sku)).to.deep.equal({ stock: 10, reserved: 4 });
+    expect((await db().collection("deadLetters").doc(paid.id).get()).data()).to.include({ attempts: 1, status: "retrying", retryable: true });
+
+    const redelivery = await deliver(paid);
+    expect(redelivery.body).to.include({ status: "processed", result: "finalized" });
+    expect(await productData(sku)).to.deep.equal({ stock: 6, reserved: 0 });
+    expect((await db().collection("deadLetters").doc(paid.id).get()).get("status")).to.equal("replayed");
+    expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(1);
+  });
+
+  describe("admin callables", () => {
+    let admin: string;
+    let user: string;
+    before(async () => {
+      admin = await idToken({ admin: true });
+      user = await idToken(null);
+    });
+
+    for (const name of ["webhookEventStatus", "replayWebhookEvent", "listDeadLetters"]) {
+      it(`${name}: unauthenticated without a token, permission-denied without the claim, invalid-argument on bad input`, async () => {
+        const anonymous = await call(name, { eventId: "evt_1" }, null);
+        expect([anonymous.status, anonymous.error?.status]).to.deep.equal([401, "UNAUTHENTICATED"]);
+        const plain = await call(name, { eventId: "evt_1" }, user);
+        expect([plain.status, plain.error?.status]).to.deep.equal([403, "PERMISSION_DENIED"]);
+        const bad = await call(name, name === "listDeadLetters" ? { status: "everything" } : { eventId: "../orders" }, admin);
+        expect([bad.status, bad.error?.status]).to.deep.equal([400, "INVALID_ARGUMENT"]);
+      });
+    }
+
+    it("parks an event for a missing order, replays it once the order exists, and a second replay changes nothing", async () => {
+      const sku = uniqueId("sku");
+      const orderId = uniqueId("order");
+      await seedProduct(sku, 5);
+      const paid = event("payment_intent.succeeded", paymentIntent({ amount: 700, orderId }));
+      for (let attempt = 1; attempt <= 5; attempt++) await deliver(paid);
+      const listed = await call("listDeadLetters", { status: "dead", limit: 500 }, admin);
+      expect(listed.status).to.equal(200);
+      const letters = (listed.result?.deadLetters as { eventId: string; payload?: string }[]).filter((l) => l.eventId === paid.id);
+      expect(letters).to.have.length(1);
+      expect(letters[0].payload, "payload is not exposed by the listing").to.equal(undefined);
+
+      const early = await call("replayWebhookEvent", { eventId: paid.id }, admin);
+      expect(early.result).to.include({ status: "deferred", result: "order_not_found" });
+
+      // The operator fixes the cause: the order now exists (and is reserved by the trigger).
+      await createOrder({ id: orderId, items: [{ sku, qty: 2 }], amount: 700 });
+      await waitForOrderStatus(orderId, "reserved");
+      const replayed = await call("replayWebhookEvent", { eventId: paid.id }, admin);
+      expect(replayed.status).to.equal(200);
+      expect(replayed.result).to.include({ status: "processed", result: "finalized", orderId });
+      const again = await call("replayWebhookEvent", { eventId: paid.id }, admin);
+      expect(again.result).to.include({ status: "duplicate" });
+
+      expect(await productData(sku)).to.deep.equal({ stock: 3, reserved: 0 });
+      expect((await orderData(orderId)).status).to.equal("finalized");
+      const report = await call("webhookEventStatus", { eventId: paid.id }, admin);
+      expect(report.status).to.equal(200);
+      const result = report.result as { webhookEvent: Record<string, unknown>; deadLetter: Record<string, unknown>; auditEntries: unknown[]; order: unknown };
+      expect(result.webhookEvent).to.include({ status: "processed", result: "finalized" });
+      expect(result.deadLetter).to.include({ status: "replayed", attempts: 5 });
+      expect(result.auditEntries).to.have.length(1);
+      expect(result.order).to.deep.equal({ id: orderId, status: "finalized" });
+    });
+  });
+
+  it("retries a notification whose provider fails with backoff, then marks it dead and alerts an admin", async () => {
+    const id = uniqueId("order_confirmed");
+    // Created as already failed once, so the create trigger (which only claims `queued`) leaves it to us.
+    await db().collection("notifications").doc(id).create({
+      kind: "order_confirmed", orderId: "o-1", userId: "u-1", eventId: null, detail: null,
+      status: "failed", attempts: 1, createdAt: Timestamp.now(), nextAttemptAt: Timestamp.now(),
+    });
+    // A real SMTP client against a port nothing listens on: connection refused, as when the relay is down.
+    const provider = smtpProvider({
+      transport: { host: "127.0.0.1", port: 1, secure: false, ignoreTLS: true, connectionTimeout: 2000 },
+      from: "shop@example.com",
+      adminAddress: "ops@example.com",
+      recipientFor: async () => "buyer@example.com",
+    });
+    let clock = Date.now();
+    const deps: DeliveryDeps = { db: db(), now: () => new Date(clock), provider, options: { ...DEFAULT_DELIVERY_OPTIONS, maxAttempts: 3, baseBackoffMs: 60_000 } };
+
+    expect(await deliverNotification(deps, id, "redrive")).to.equal("failed");
+    const second = (await db().collection("notifications").doc(id).get()).data();
+    expect(second).to.include({ status: "failed", attempts: 2 });
+    expect(second?.lastError).to.match(/^smtp: .*ECONNREFUSED/);
+    expect(second?.nextAttemptAt.toMillis()).to.equal(clock + 120_000);
+    expect(await deliverNotification(deps, id, "redrive"), "backoff not yet passed").to.equal("skipped");
+
+    clock += 120_000;
+    const redrive = await redriveNotifications(deps, 500);
+    expect(redrive.dead).to.be.at.least(1);
+    expect((await db().collection("notifications").doc(id).get()).data()).to.include({ status: "dead", attempts: 3 });
+    const alert = (await db().collection("notifications").doc(`notification_dead:${id}`).get()).data();
+    expect(alert).to.include({ kind: "admin_alert" });
+  });
+
+  it("releases reservations abandoned past the hold, keeps those a Checkout Session holds, and honours a late payment", async () => {
+    const sku = uniqueId("sku");
+    await seedProduct(sku, 10);
+    const abandoned = uniqueId("order");
+    const inCheckout = uniqueId("order");
+    await createOrder({ id: abandoned, items: [{ sku, qty: 3 }], amount: 900 });
+    await createOrder({ id: inCheckout, items: [{ sku, qty: 2 }], amount: 600, checkoutSessionId: uniqueId("cs_test") });
+    await waitForOrderStatus(abandoned, "reserved");
+    await waitForOrderStatus(inCheckout, "reserved");
+    expect(await productData(sku)).to.deep.equal({ stock: 10, reserved: 5 });
+
+    const later = Date.now() + 31 * 60_000;
+    const report = await releaseAbandonedReservations({ db: db(), now: () => new Date(later) }, DEFAULT_ABANDON_POLICY, 500);
+    expect(report.canceled).to.be.at.least(1);
+    expect((await orderData(abandoned)).status).to.equal("canceled");
+    expect((await orderData(inCheckout)).status).to.equal("reserved");
+    expect(await productData(sku)).to.deep.equal({ stock: 10, reserved: 2 });
+    expect((await db().collection("notifications").doc(`order_canceled:${abandoned}`).get()).exists).to.equal(true);
+
+    const latePayment = await deliver(event("payment_intent.succeeded", paymentIntent({ amount: 900, orderId: abandoned })));
+    expect(latePayment.body).to.include({ status: "processed", result: "finalized" });
+    expect(await productData(sku)).to.deep.equal({ stock: 7, reserved: 2 });
+  });
+
+  it("sets the TTL field on every webhookEvents document", async () => {
+    const snapshot = await db().collection("webhookEvents").get();
+    expect(snapshot.size).to.be.greaterThan(0);
+    for (const doc of snapshot.docs) {
+      const expireAt = doc.get("expireAt") as Timestamp;
+      const processedAt = doc.get("processedAt") as Timestamp;
+      expect(expireAt, doc.id).to.be.instanceOf(Timestamp);
+      expect(expireAt.toMillis() - processedAt.toMillis(), doc.id).to.equal(30 * 86_400_000);
+    }
+  });
+});
