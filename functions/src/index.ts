@@ -3,12 +3,13 @@
  */
 import { logger } from "firebase-functions";
 import { setGlobalOptions } from "firebase-functions/v2";
-import { onDocumentCreated } from "firebase-functions/v2/firestore";
+import { onDocumentCreated, onDocumentUpdated, onDocumentWritten } from "firebase-functions/v2/firestore";
 import { onCall, onRequest } from "firebase-functions/v2/https";
 import { onSchedule } from "firebase-functions/v2/scheduler";
 import { listDeadLettersCallable, replayWebhookEventCallable, webhookEventStatusCallable } from "./admin/callables";
 import { STRIPE_WEBHOOK_SECRET } from "./config";
 import { deliverNotification, redriveNotifications } from "./notifications/deliver";
+import { reconcileProduct } from "./inventory/shards";
 import { releaseAbandonedReservations, reserveStockForOrder } from "./reservation";
 import { runtime } from "./runtime";
 
@@ -34,6 +35,18 @@ export const redriveFailedNotifications = onSchedule("every 5 minutes", async ()
 export const releaseAbandonedReservationsSweep = onSchedule("every 5 minutes", async () => {
   const { reservation, abandonPolicy } = runtime();
   logger.info("abandoned reservation sweep", { ...(await releaseAbandonedReservations(reservation, abandonPolicy)) });
+});
+
+// Sharded (hot) products: the product document is the sum of its shards; an operator edit is spread over them.
+export const aggregateStockShards = onDocumentWritten({ document: "products/{sku}/stockShards/{shard}", retry: false }, async (event) => {
+  await reconcileProduct(runtime().reservation.db, event.params.sku);
+});
+
+export const syncOperatorStockEdit = onDocumentUpdated({ document: "products/{sku}", retry: false }, async (event) => {
+  const after = event.data?.after;
+  if (after && Number(after.get("shards") ?? 1) > 1 && after.get("stock") !== after.get("stockSynced")) {
+    await reconcileProduct(runtime().reservation.db, event.params.sku);
+  }
 });
 
 export const webhookEventStatus = onCall((request) => webhookEventStatusCallable(runtime().webhookDeps, request));

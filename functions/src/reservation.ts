@@ -5,8 +5,8 @@ import type { Order } from "./collections/orders";
 import type { StockLevel } from "./collections/products";
 import { ORDERS } from "./collections/orders";
 import { queueNotifications } from "./webhook/applyEvent";
-import { readStock, writeStockChanges } from "./inventory/stock";
-import { writeAudit } from "./webhook/applyEvent";
+import { heldShards, planStock, writeStockChanges } from "./inventory/stock";
+import { withShards, writeAudit } from "./webhook/applyEvent";
 
 export interface ReservationDeps {
   db: Firestore;
@@ -35,12 +35,12 @@ async function applyToOrder(
     const order = (await tx.get(ref)).data();
     if (order === undefined) return "missing";
     if (order.status !== "pending" && order.status !== "reserved") return "skipped";
-    const stock = await readStock(tx, db, quantitiesBySku(order.items).keys());
+    const plan = await planStock(tx, db, { quantities: quantitiesBySku(order.items), held: heldShards(order), key: order.id });
     const now = deps.now();
-    const decision = decideFor(order, stock, now);
+    const decision = decideFor(order, plan.levels, now);
     if (decision.kind === "skip") return "skipped";
-    tx.update(ref, decision.orderPatch);
-    writeStockChanges(tx, db, decision.stockChanges);
+    tx.update(ref, withShards(decision.orderPatch, order, plan.shards, decision.stockChanges.length > 0));
+    writeStockChanges(tx, plan, decision.stockChanges);
     writeAudit(tx, db, decision.audit);
     if (decision.result === "canceled") {
       queueNotifications(tx, db, [{ id: `order_canceled:${order.id}`, kind: "order_canceled", orderId: order.id, userId: order.userId, eventId: null, detail: decision.audit.reason }], now);

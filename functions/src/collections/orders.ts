@@ -64,6 +64,8 @@ export interface Order {
   refundedAmount?: number;
   statusHistory?: StatusChange[];
   reservedAt?: Date;
+  /** For sharded products: the shard each SKU's units were reserved or taken from. */
+  stockShards?: Record<string, number>;
   lastPaymentFailure?: PaymentFailure;
   paymentFailures?: number;
   dispute?: DisputeRecord;
@@ -121,6 +123,11 @@ function toFailure(value: unknown): PaymentFailure | undefined {
   };
 }
 
+function toShardMap(value: unknown): Record<string, number> | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  return Object.fromEntries(Object.entries(value).map(([sku, shard]) => [sku, toCount(shard)]));
+}
+
 function optionalString(value: unknown): string | undefined {
   return typeof value === "string" && value.length > 0 ? value : undefined;
 }
@@ -144,6 +151,7 @@ export function orderFromData(id: string, data: Record<string, unknown>): Order 
     refundedAmount: data.refundedAmount === undefined ? undefined : toCount(data.refundedAmount),
     statusHistory: toHistory(data.statusHistory),
     reservedAt: toOptionalDate(data.reservedAt),
+    stockShards: toShardMap(data.stockShards),
     lastPaymentFailure: toFailure(data.lastPaymentFailure),
     paymentFailures: data.paymentFailures === undefined ? undefined : toCount(data.paymentFailures),
     dispute: toDispute(data.dispute),

@@ -11,6 +11,13 @@ export interface Product {
   stock: number;
   /** Units held by orders in status `reserved`. available = stock − reserved. */
   reserved: number;
+  /**
+   * Stock shards of a hot product (> 1): its units live in `products/{sku}/stockShards/{n}` and this
+   * document's figures are their sums, kept up to date by triggers. 1 (or absent): not sharded.
+   */
+  shards: number;
+  /** For sharded products: the stock total the shards hold; an operator edit of `stock` differs from it. */
+  stockSynced?: number;
 }
 
 export interface StockLevel {
@@ -30,10 +37,24 @@ export const productConverter: FirestoreDataConverter<Product> = {
       name: typeof data.name === "string" ? data.name : snapshot.id,
       stock: toCount(data.stock),
       reserved: toCount(data.reserved),
+      shards: Math.max(1, toCount(data.shards)),
+      ...(data.stockSynced === undefined ? {} : { stockSynced: toCount(data.stockSynced) }),
     };
   },
 };
 
 export function productRef(db: Firestore, sku: string): DocumentReference<Product> {
   return db.collection(PRODUCTS).doc(sku).withConverter(productConverter);
+}
+
+export const STOCK_SHARDS = "stockShards";
+
+/** `products/{sku}/stockShards/{n}`: one slice of a hot product's stock, with the product's two figures. */
+export interface StockShard extends StockLevel {
+  /** Changed by operator syncs only, so the aggregation trigger can tell them from stock movements. */
+  syncId?: string;
+}
+
+export function stockShardRef(db: Firestore, sku: string, shard: number): DocumentReference {
+  return db.collection(PRODUCTS).doc(sku).collection(STOCK_SHARDS).doc(String(shard));
 }

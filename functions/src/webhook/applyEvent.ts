@@ -7,7 +7,7 @@ import type { EventMeta, OrderRef, Translation } from "../domain/commands";
 import { deadLetterRef } from "../collections/deadLetters";
 import { decide, type DecideOptions } from "../domain/orderMachine";
 import { DeferredError, GRPC_ALREADY_EXISTS, grpcCodeOf, TransientError } from "../errors";
-import { readStock, writeStockChanges } from "../inventory/stock";
+import { heldShards, planStock, writeStockChanges } from "../inventory/stock";
 
 export interface PipelineOptions extends DecideOptions {
   /** How long `webhookEvents` records are kept before the TTL policy deletes them. */
@@ -69,12 +69,12 @@ export async function applyEvent(
         throw new DeferredError(`No order found for ${describe(translation.ref)}`, "order_not_found", refOrderId(translation.ref));
       }
       const now = deps.now();
-      const stock = await readStock(tx, db, quantitiesBySku(order.items).keys());
-      const decision = decide({ order, stock, command: translation.command, event: meta, now, options: deps.options });
+      const plan = await planStock(tx, db, { quantities: quantitiesBySku(order.items), held: heldShards(order), key: order.id });
+      const decision = decide({ order, stock: plan.levels, command: translation.command, event: meta, now, options: deps.options });
       if (decision.kind === "defer") throw new DeferredError(decision.reason, "order_not_ready", order.id);
 
-      if (decision.orderPatch !== null) tx.update(orderRef(db, order.id), decision.orderPatch as OrderPatch);
-      writeStockChanges(tx, db, decision.stockChanges);
+      if (decision.orderPatch !== null) tx.update(orderRef(db, order.id), withShards(decision.orderPatch, order, plan.shards, decision.stockChanges.length > 0));
+      writeStockChanges(tx, plan, decision.stockChanges);
       writeAudit(tx, db, decision.audit);
       queueNotifications(tx, db, decision.notifications, now);
       return record(decision.status, decision.result, order.id);
@@ -120,6 +120,12 @@ export function writeAudit(tx: Transaction, db: Firestore, entry: AuditEntry): v
 
 export function queueNotifications(tx: Transaction, db: Firestore, drafts: readonly NotificationDraft[], now: Date): void {
   for (const draft of drafts) tx.create(notificationRef(db, draft.id), queuedNotification(draft, now));
+}
+
+/** Records which shards a first stock movement used, so later releases and restocks hit the same ones. */
+export function withShards(patch: OrderPatch, order: Order, shards: Record<string, number>, movesStock: boolean): OrderPatch {
+  if (!movesStock || heldShards(order) !== undefined || Object.keys(shards).length === 0) return patch;
+  return { ...patch, stockShards: shards };
 }
 
 async function findOrder(tx: Transaction, db: Firestore, ref: OrderRef): Promise<Order | null> {

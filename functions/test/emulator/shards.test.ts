@@ -1,0 +1,74 @@
+import { expect } from "chai";
+import { configureStockShards } from "../../src/inventory/shards";
+import { createOrder, db, deliver, eventually, orderData, productData, seedProduct, uniqueId, waitForOrderStatus } from "../helpers/emulator";
+import { charge, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
+
+/** Issue 5: a hot product split into stock shards behaves like one product, and stays editable in the console. */
+
+async function shardSums(sku: string): Promise<{ stock: number; reserved: number; shards: number }> {
+  const snapshot = await db().collection("products").doc(sku).collection("stockShards").get();
+  return snapshot.docs.reduce(
+    (sum, d) => ({ stock: sum.stock + Number(d.get("stock")), reserved: sum.reserved + Number(d.get("reserved")), shards: sum.shards + 1 }),
+    { stock: 0, reserved: 0, shards: 0 },
+  );
+}
+
+/** The product document converges to the shards' sums (aggregation trigger). */
+async function converged(sku: string, expected: { stock: number; reserved: number }): Promise<void> {
+  await eventually(`products/${sku} to show ${JSON.stringify(expected)}`, async () => {
+    const [product, sums] = await Promise.all([productData(sku), shardSums(sku)]);
+    return product.stock === expected.stock && product.reserved === expected.reserved && sums.stock === expected.stock && sums.reserved === expected.reserved;
+  });
+}
+
+describe("stock shards for a hot product", () => {
+  it("reserves, finalizes, refunds and releases through shards, and the product shows their sums", async () => {
+    const sku = uniqueId("hot");
+    await seedProduct(sku, 40);
+    await configureStockShards(db(), sku, 4);
+    expect(await shardSums(sku)).to.deep.equal({ stock: 40, reserved: 0, shards: 4 });
+
+    const orders = Array.from({ length: 6 }, () => ({ id: uniqueId("order"), piId: stripeId("pi") }));
+    await Promise.all(orders.map((o) => createOrder({ id: o.id, items: [{ sku, qty: 2 }], amount: 1000 })));
+    await Promise.all(orders.map((o) => waitForOrderStatus(o.id, "reserved")));
+    for (const o of orders) expect(Object.keys((await orderData(o.id)).stockShards as object)).to.deep.equal([sku]);
+    await converged(sku, { stock: 40, reserved: 12 });
+
+    const [paid, refunded, abandoned] = [orders.slice(0, 4), orders[4], orders[5]];
+    const results = await Promise.all(
+      [...paid, refunded].map((o) => deliver(event("payment_intent.succeeded", paymentIntent({ id: o.piId, amount: 1000, orderId: o.id })))),
+    );
+    expect(results.map((r) => r.body.result)).to.deep.equal(["finalized", "finalized", "finalized", "finalized", "finalized"]);
+    await db().collection("orders").doc(refunded.id).update({ paymentIntentId: refunded.piId });
+    const refund = await deliver(event("charge.refunded", charge({ amount: 1000, paymentIntentId: refunded.piId, amountRefunded: 1000 })));
+    expect(refund.body.result).to.equal("refunded");
+    const cancel = await deliver(event("payment_intent.canceled", paymentIntent({ amount: 1000, orderId: abandoned.id, status: "canceled" })));
+    expect(cancel.body.result).to.equal("canceled");
+
+    // 4 orders × 2 sold; the refunded order's units came back to its shard; the canceled one released its hold.
+    await converged(sku, { stock: 32, reserved: 0 });
+  });
+
+  it("spreads an operator's edit of the product's stock over the shards", async () => {
+    const sku = uniqueId("hot");
+    await seedProduct(sku, 10);
+    await configureStockShards(db(), sku, 3);
+    await db().collection("products").doc(sku).update({ stock: 25 });
+    await converged(sku, { stock: 25, reserved: 0 });
+    await db().collection("products").doc(sku).update({ stock: 4 });
+    await converged(sku, { stock: 4, reserved: 0 });
+  });
+
+  it("refuses to shard a product while units are reserved", async () => {
+    const sku = uniqueId("hot");
+    await seedProduct(sku, 10, 3);
+    let message = "";
+    try {
+      await configureStockShards(db(), sku, 4);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).to.match(/3 units reserved/);
+    expect(await shardSums(sku)).to.deep.equal({ stock: 0, reserved: 0, shards: 0 });
+  });
+});

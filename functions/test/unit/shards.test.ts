@@ -1,0 +1,40 @@
+import { expect } from "chai";
+import { distributeStockDelta } from "../../src/inventory/shards";
+import { startShard } from "../../src/inventory/stock";
+
+describe("distributeStockDelta (operator edits spread over stock shards)", () => {
+  const levels = (...pairs: [number, number][]) => pairs.map(([stock, reserved]) => ({ stock, reserved }));
+
+  it("adds evenly, the remainder to the first shards", () => {
+    expect(distributeStockDelta(levels([10, 0], [10, 0], [10, 0]), 7)).to.deep.equal([3, 2, 2]);
+  });
+
+  it("splits a new product's stock exactly", () => {
+    const split = distributeStockDelta(levels([0, 0], [0, 0], [0, 0], [0, 0]), 501);
+    expect(split.reduce((a, b) => a + b, 0)).to.equal(501);
+    expect(Math.max(...split) - Math.min(...split)).to.be.at.most(1);
+  });
+
+  it("removes from the shards with the most available units first, never below what is reserved", () => {
+    expect(distributeStockDelta(levels([10, 8], [10, 0], [10, 5]), -12)).to.deep.equal([0, -10, -2]);
+  });
+
+  it("removes only what is available when asked for more", () => {
+    const deltas = distributeStockDelta(levels([5, 5], [4, 1]), -100);
+    expect(deltas).to.deep.equal([0, -3]);
+  });
+
+  it("changes nothing for a zero delta or no shards", () => {
+    expect(distributeStockDelta(levels([1, 0]), 0)).to.deep.equal([0]);
+    expect(distributeStockDelta([], 5)).to.deep.equal([]);
+  });
+});
+
+describe("startShard", () => {
+  it("spreads order ids over every shard and is stable per order", () => {
+    const seen = new Set<number>();
+    for (let i = 0; i < 400; i++) seen.add(startShard(`order-${i}`, "hot", 8));
+    expect([...seen].sort()).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(startShard("order-1", "hot", 8)).to.equal(startShard("order-1", "hot", 8));
+  });
+});
