@@ -72,24 +72,16 @@ export function httpStatusOf(error: AppError): number {
   return STATUS[error.code];
 }
 
-/** gRPC codes the Firestore client reports for failures that a later attempt may not hit. */
-const TRANSIENT_GRPC_CODES = new Set([
-  4, // DEADLINE_EXCEEDED
-  8, // RESOURCE_EXHAUSTED
-  10, // ABORTED (contention that outlived the transaction's own retries)
-  13, // INTERNAL
-  14, // UNAVAILABLE
-]);
-
-/** Turns any thrown value into an AppError; unknown errors are treated as transient (Stripe retries). */
+/**
+ * Turns any thrown value into an AppError. Anything unexpected (Firestore UNAVAILABLE, ABORTED after
+ * the transaction's own retries, DEADLINE_EXCEEDED, a bug) is transient: answered 500 so Stripe
+ * redelivers, and counted in deadLetters so an operator sees it.
+ */
 export function classify(error: unknown): AppError {
   if (error instanceof AppError) return error;
   const code = grpcCodeOf(error);
   const message = error instanceof Error ? error.message : String(error);
-  if (code !== null && !TRANSIENT_GRPC_CODES.has(code)) {
-    return new TransientError(`Unexpected Firestore error (code ${code}): ${message}`, { cause: error });
-  }
-  return new TransientError(message, { cause: error });
+  return new TransientError(code === null ? message : `${message} (gRPC code ${code})`, { cause: error });
 }
 
 export function grpcCodeOf(error: unknown): number | null {
