@@ -1,12 +1,9 @@
 import type { Firestore } from "firebase-admin/firestore";
-import { orderRef, quantitiesBySku } from "./collections/orders";
-import { decideAbandonedRelease, decideReservation, type AbandonPolicy, type ReservationDecision } from "./domain/reservation";
-import type { Order } from "./collections/orders";
+import { ORDERS, orderRef, quantitiesBySku, type Order } from "./collections/orders";
 import type { StockLevel } from "./collections/products";
-import { ORDERS } from "./collections/orders";
-import { queueNotifications } from "./webhook/applyEvent";
+import { decideAbandonedRelease, decideReservation, type AbandonPolicy, type ReservationDecision } from "./domain/reservation";
 import { heldShards, planStock, writeStockChanges } from "./inventory/stock";
-import { withShards, writeAudit } from "./webhook/applyEvent";
+import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
 
 export interface ReservationDeps {
   db: Firestore;

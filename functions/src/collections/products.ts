@@ -49,12 +49,7 @@ export function productRef(db: Firestore, sku: string): DocumentReference<Produc
 
 export const STOCK_SHARDS = "stockShards";
 
-/** `products/{sku}/stockShards/{n}`: one slice of a hot product's stock, with the product's two figures. */
-export interface StockShard extends StockLevel {
-  /** Changed by operator syncs only, so the aggregation trigger can tell them from stock movements. */
-  syncId?: string;
-}
-
+/** `products/{sku}/stockShards/{n}`: one slice of a hot product's stock, with the same `stock` and `reserved`. */
 export function stockShardRef(db: Firestore, sku: string, shard: number): DocumentReference {
   return db.collection(PRODUCTS).doc(sku).collection(STOCK_SHARDS).doc(String(shard));
 }

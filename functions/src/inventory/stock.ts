@@ -99,4 +99,3 @@ export function writeStockChanges(tx: Transaction, plan: StockPlan, changes: rea
   }
 }
 
-export type { StockLevel };

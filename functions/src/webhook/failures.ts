@@ -69,4 +69,3 @@ export async function recordFailedDelivery(
   });
 }
 
-export const DEFAULT_FAILURE_OPTIONS: FailureOptions = { maxDeliveryAttempts: 5 };
