@@ -116,3 +116,55 @@ export function round(value, digits = 1) {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting (Linux /proc; elsewhere the figures are null): which process a scenario spends on.
+// ---------------------------------------------------------------------------------------------
+
+const CLOCK_TICKS_PER_S = 100; // USER_HZ on Linux
+
+function procCpuMs(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return null;
+  }
+}
+
+/** The Firestore emulator's JVM, found by its command line (null when it cannot be told apart). */
+export function findEmulatorPid() {
+  let dirs;
+  try {
+    dirs = fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d));
+  } catch {
+    return null;
+  }
+  const matches = dirs.filter((pid) => {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      return cmd.includes("java") && /firestore/i.test(cmd);
+    } catch {
+      return false;
+    }
+  });
+  return matches.length === 1 ? Number(matches[0]) : null;
+}
+
+/** CPU time used so far by each process of the run, in ms. */
+export function cpuSnapshot({ serverPid, emulatorPid }) {
+  const own = process.cpuUsage();
+  return {
+    emulator: emulatorPid === null ? null : procCpuMs(emulatorPid),
+    server: serverPid === null ? null : procCpuMs(serverPid),
+    bench: (own.user + own.system) / 1000,
+  };
+}
+
+/** CPU ms per completed operation, per process, between two snapshots. */
+export function cpuPerOp(before, after, ops) {
+  const per = (k) => (before[k] === null || after[k] === null || ops === 0 ? null : Math.round(((after[k] - before[k]) / ops) * 100) / 100);
+  return { emulator: per("emulator"), server: per("server"), bench: per("bench") };
+}

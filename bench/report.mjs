@@ -13,9 +13,16 @@ const COLUMNS = [
   ["max ms", (r) => fmt(r.max_ms), "r"],
   ["ok/s", (r) => fmt(r.throughput_per_s), "r"],
   ["non-2xx", (r) => r.non_2xx, "r"],
+  ["cpu ms/op emu+fn", (r) => cpuCell(r.cpu_ms_per_op), "r"],
   ["invariants", (r) => (r.invariants_ok ? "ok" : "FAILED"), "l"],
   ["notes", (r) => [r.timed_out ? `timed out after ${r.budget_s} s` : "", r.skipped ? "skipped" : ""].filter(Boolean).join("; "), "l"],
 ];
+
+/** CPU per operation of the Firestore emulator + the process running the handler (server, or the bench for reserve phases). */
+function cpuCell(cpu) {
+  if (!cpu || cpu.emulator === null) return "-";
+  return `${fmt(cpu.emulator)}+${fmt(cpu[cpu.handler ?? "server"] ?? 0)}`;
+}
 
 function fmt(v) {
   if (v === null || v === undefined) return "-";

@@ -26,7 +26,10 @@ import {
   RESULTS_DIR,
   ROOT,
   assertLoopbackHost,
+  cpuPerOp,
+  cpuSnapshot,
   emulatorDb,
+  findEmulatorPid,
   loadStripe,
   paymentIntent,
   percentile,
@@ -62,6 +65,9 @@ const remainingMs = () => TOTAL_BUDGET_MS - (performance.now() - runStart);
 const log = (msg) => console.log(msg);
 const Stripe = loadStripe();
 const { reserveStockForOrder } = requireLib("reservation.js");
+const { LocalLocks } = requireLib("concurrency/localLocks.js");
+// The reserve phases play one function instance running the orders/{id} create trigger concurrently.
+const triggerLocks = new LocalLocks();
 const secret = `whsec_bench_${randomId("s").slice(-18)}`;
 
 let db;
@@ -120,7 +126,8 @@ function paymentEvent(order) {
 
 /** Reservations with the trigger's own code, called directly; returns the runLoad result. */
 async function reserveAll(label, orders, concurrency, budgetMs) {
-  const deps = { db, now: () => new Date() };
+  const deps = { db, now: () => new Date(), locks: triggerLocks };
+  const cpuBefore = cpuNow();
   const load = await runLoad({
     label,
     total: orders.length,
@@ -133,6 +140,8 @@ async function reserveAll(label, orders, concurrency, budgetMs) {
       return { ok: true, code: outcome };
     },
   });
+  // The reservations run in this process, as the trigger's code: it is the "function" here.
+  load.cpu = { ...cpuPerOp(cpuBefore, cpuNow(), load.completed), handler: "bench" };
   const still = await settle(load.unsettled, OP_TIMEOUT_MS);
   if (still > 0) log(`  [${label}] ${still} reservation(s) still unsettled after waiting`);
   const outcomes = new Map(
@@ -167,6 +176,9 @@ function ask(message, timeoutMs = 10_000) {
     server.send({ ...message, id });
   });
 }
+
+let emulatorPid = null;
+const cpuNow = () => cpuSnapshot({ serverPid: server?.pid ?? null, emulatorPid });
 
 async function startServer() {
   server = fork(path.join(ROOT, "bench", "server.mjs"), [], {
@@ -227,6 +239,7 @@ async function deliverAll({ label, fn, bodies, concurrency, budgetMs }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   agents.push(agent);
   const port = serverPorts[fn];
+  const cpuBefore = cpuNow();
   const load = await runLoad({
     label,
     total: bodies.length,
@@ -244,6 +257,7 @@ async function deliverAll({ label, fn, bodies, concurrency, budgetMs }) {
     },
   });
   const stillRunning = await serverQuiet(fn, OP_TIMEOUT_MS + 15_000);
+  load.cpu = { ...cpuPerOp(cpuBefore, cpuNow(), load.completed), handler: "server" };
   if (stillRunning > 0) log(`  [${label}] the server still has ${stillRunning} request(s) in flight`);
   const stats = await ask({ type: "stats", name: fn, reset: true });
   agent.destroy();
@@ -309,7 +323,7 @@ async function warmUp() {
     [db.collection("products").doc(sku), { name: "warm-up", stock: 1000, reserved: 0 }],
     ...orders.map((o) => [db.collection("orders").doc(o.orderId), newOrder(o.orderId, sku, o.piId)]),
   ]);
-  const deps = { db, now: () => new Date() };
+  const deps = { db, now: () => new Date(), locks: triggerLocks };
   for (const o of orders) await reserveStockForOrder(deps, o.orderId);
   await clearDatabase();
   log(`warm-up done in ${((performance.now() - started) / 1000).toFixed(1)} s (not measured)`);
@@ -349,6 +363,7 @@ function record(name, { load, stats, invariants, extra = {}, budgetMs }) {
     throughput_per_s: load.summary.throughput_per_s,
     non_2xx: load.failed,
     invariants_ok: invariants.ok,
+    cpu_ms_per_op: load.cpu,
     server_p50_ms: round(percentile(serverDurations, 50)),
     server_p95_ms: round(percentile(serverDurations, 95)),
     outcomes: outcomeCounts(load.results),
@@ -367,6 +382,7 @@ function record(name, { load, stats, invariants, extra = {}, budgetMs }) {
       `invariants ${invariants.ok ? "ok" : "FAILED"}`,
   );
   log(`  [${name}] outcomes ${JSON.stringify(row.outcomes)}; firestore ${JSON.stringify(invariants.counts)}`);
+  if (load.cpu) log(`  [${name}] CPU ms per operation: emulator ${load.cpu.emulator ?? "n/a"}, function server ${load.cpu.server ?? "n/a"}, bench client ${load.cpu.bench}`);
   for (const c of failed) log(`  [${name}] INVARIANT FAILED: ${c.name}: ${c.detail}`);
   return row;
 }
@@ -486,6 +502,8 @@ async function main() {
   log(`stripeWebhook bench: ${N} events per scenario, phase budget ${PHASE_BUDGET_MS / 1000} s, op timeout ${OP_TIMEOUT_MS / 1000} s, ` +
     `Firestore emulator ${process.env.FIRESTORE_EMULATOR_HOST}, ${os.cpus().length} CPU(s), Node ${process.version}`);
   await startServer();
+  emulatorPid = findEmulatorPid();
+  log(emulatorPid === null ? "CPU accounting: emulator process not found (figures n/a)" : `CPU accounting: emulator pid ${emulatorPid}, function server pid ${server.pid}`);
   await warmUp();
 
   const scenarios = { baseline: scenarioBaseline, spread: scenarioSpread, duplicates: scenarioDuplicates, hot_sku: scenarioHotSku };

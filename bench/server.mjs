@@ -24,6 +24,7 @@ if (!secret) {
 const framework = requireFn("@google-cloud/functions-framework");
 const { getTestServer } = requireFn("@google-cloud/functions-framework/testing");
 const { createWebhookHandler } = requireLib("webhook/handler.js");
+const { LocalLocks } = requireLib("concurrency/localLocks.js");
 const Stripe = loadStripe();
 const db = emulatorDb("bench-server");
 
@@ -53,6 +54,7 @@ function instrumented(name, handler) {
 const webhook = createWebhookHandler({
   db,
   now: () => new Date(),
+  locks: new LocalLocks(),
   options: { restockOnRefund: true, webhookEventTtlDays: 30 },
   failure: { maxDeliveryAttempts: 5 },
   webhookSecrets: () => [secret],

@@ -1,13 +1,16 @@
 import type { Firestore } from "firebase-admin/firestore";
-import { ORDERS, orderRef, quantitiesBySku, type Order } from "./collections/orders";
+import { ORDERS, orderRef, type Order } from "./collections/orders";
+import { lockKeys, type LocalLocks } from "./concurrency/localLocks";
 import type { StockLevel } from "./collections/products";
 import { decideAbandonedRelease, decideReservation, type AbandonPolicy, type ReservationDecision } from "./domain/reservation";
-import { heldShards, planStock, writeStockChanges } from "./inventory/stock";
+import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
 import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
 
 export interface ReservationDeps {
   db: Firestore;
   now: () => Date;
+  /** This instance's locks (shared with the webhook): see LocalLocks. */
+  locks: LocalLocks;
 }
 
 export type ReservationOutcome = "reserved" | "out_of_stock" | "canceled" | "skipped" | "missing";
@@ -28,22 +31,28 @@ async function applyToOrder(
 ): Promise<ReservationOutcome> {
   const { db } = deps;
   const ref = orderRef(db, orderId);
-  return db.runTransaction(async (tx) => {
-    const order = (await tx.get(ref)).data();
-    if (order === undefined) return "missing";
-    if (order.status !== "pending" && order.status !== "reserved") return "skipped";
-    const plan = await planStock(tx, db, { quantities: quantitiesBySku(order.items), held: heldShards(order), key: order.id });
-    const now = deps.now();
-    const decision = decideFor(order, plan.levels, now);
-    if (decision.kind === "skip") return "skipped";
-    tx.update(ref, withShards(decision.orderPatch, order, plan.shards, decision.stockChanges.length > 0));
-    writeStockChanges(tx, plan, decision.stockChanges);
-    writeAudit(tx, db, decision.audit);
-    if (decision.result === "canceled") {
-      queueNotifications(tx, db, [{ id: `order_canceled:${order.id}`, kind: "order_canceled", orderId: order.id, userId: order.userId, eventId: null, detail: decision.audit.reason }], now);
-    }
-    return decision.result;
-  });
+  const scope = deps.locks.scope();
+  try {
+    await scope.acquire(lockKeys.order(orderId));
+    return await db.runTransaction(async (tx) => {
+      const order = (await tx.get(ref)).data();
+      if (order === undefined) return "missing";
+      if (order.status !== "pending" && order.status !== "reserved") return "skipped";
+      const plan = await planStock(tx, db, stockRequestFor(order), scope);
+      const now = deps.now();
+      const decision = decideFor(order, plan.levels, now);
+      if (decision.kind === "skip") return "skipped";
+      tx.update(ref, withShards(decision.orderPatch, order, plan.shards, decision.stockChanges.length > 0));
+      writeStockChanges(tx, plan, decision.stockChanges);
+      writeAudit(tx, db, decision.audit);
+      if (decision.result === "canceled") {
+        queueNotifications(tx, db, [{ id: `order_canceled:${order.id}`, kind: "order_canceled", orderId: order.id, userId: order.userId, eventId: null, detail: decision.audit.reason }], now);
+      }
+      return decision.result;
+    });
+  } finally {
+    scope.releaseAll();
+  }
 }
 
 export interface SweepReport {

@@ -15,6 +15,7 @@ import { logProvider, type NotificationProvider } from "./notifications/provider
 import { smtpProviderFromEnv } from "./notifications/smtpProvider";
 import { getAuth } from "firebase-admin/auth";
 import type { App } from "firebase-admin/app";
+import { LocalLocks } from "./concurrency/localLocks";
 import { DEFAULT_ABANDON_POLICY, type ReservationDeps } from "./reservation";
 import { parseWebhookSecrets } from "./stripe/signature";
 import { createWebhookHandler, type WebhookDeps, type WebhookRequest, type WebhookResponse } from "./webhook/handler";
@@ -39,9 +40,12 @@ function build(): Runtime {
   const app = getApps()[0] ?? initializeApp();
   const db: Firestore = getFirestore(app);
   const now = () => new Date();
+  // One per instance, shared by the webhook and the triggers it runs beside.
+  const locks = new LocalLocks();
   const webhookDeps: WebhookDeps = {
     db,
     now,
+    locks,
     options: { restockOnRefund: RESTOCK_ON_REFUND.value(), webhookEventTtlDays: WEBHOOK_EVENT_TTL_DAYS.value() },
     failure: { maxDeliveryAttempts: MAX_DELIVERY_ATTEMPTS.value() },
     webhookSecrets: () => parseWebhookSecrets(STRIPE_WEBHOOK_SECRET.value()),
@@ -53,7 +57,7 @@ function build(): Runtime {
   return {
     webhookDeps,
     webhook: createWebhookHandler(webhookDeps),
-    reservation: { db, now },
+    reservation: { db, now, locks },
     abandonPolicy: { ...DEFAULT_ABANDON_POLICY, holdMs: RESERVATION_HOLD_MINUTES.value() * 60_000 },
     delivery: {
       db,

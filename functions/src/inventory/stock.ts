@@ -3,6 +3,8 @@ import { FieldValue, type DocumentReference, type Firestore, type Transaction } 
 import { productRef, stockShardRef, type StockLevel } from "../collections/products";
 import type { StockChange } from "../domain/orderMachine";
 import { toCount } from "../collections/firestoreValues";
+import { quantitiesBySku, type Order } from "../collections/orders";
+import { lockKeys, type LockScope } from "../concurrency/localLocks";
 
 /**
  * Where each SKU's stock is read and written inside a transaction. Unsharded products: the product
@@ -20,10 +22,24 @@ export interface StockPlan {
 export interface StockRequest {
   /** Quantity per SKU. */
   quantities: ReadonlyMap<string, number>;
-  /** Shards the order already holds units in (from its reservation). */
+  /** Shards the order's units are in (reserved, or sold for a restock). */
   held?: Readonly<Record<string, number>>;
+  /**
+   * True while the order is `reserved`: its units are reserved in its `held` shards, and, for a SKU
+   * without one, in the product document (a product cannot be split into shards while anything is
+   * reserved, see configureStockShards). Shards are only written by this backend, never below what
+   * they have reserved (`distributeStockDelta`), so a held shard has at least the order's units in
+   * `stock` and in `reserved`: consuming or releasing them needs no read.
+   */
+  reserved?: boolean;
   /** Spreads orders over shards deterministically (the order id). */
   key: string;
+}
+
+/** Shards an order's units are in, and whether they are its live reservation. */
+export function stockRequestFor(order: Order): StockRequest {
+  const held = heldShards(order);
+  return { quantities: quantitiesBySku(order.items), key: order.id, reserved: order.status === "reserved", ...(held ? { held } : {}) };
 }
 
 /**
@@ -49,12 +65,35 @@ export function startShard(key: string, sku: string, shards: number): number {
   return createHash("sha1").update(`${key}/${sku}`).digest().readUInt32BE(0) % shards;
 }
 
-export async function planStock(tx: Transaction, db: Firestore, request: StockRequest): Promise<StockPlan> {
-  const skus = [...request.quantities.keys()];
-  const counts = await shardCounts(db, skus);
+/**
+ * Reads, inside `tx`, the stock the decision needs and says where its changes go. Documents that are
+ * read and then written are first locked in `scope`, so requests of this instance queue for them
+ * instead of locking each other out in Firestore; a new reservation on a sharded product prefers a
+ * shard nobody in this instance is using.
+ */
+export async function planStock(tx: Transaction, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
   const plan: StockPlan = { levels: new Map(), refs: new Map(), shards: {} };
-  const plain = skus.filter((sku) => (counts.get(sku) ?? 1) <= 1);
+  const skus = [...request.quantities.keys()].sort();
+  const toRead: string[] = [];
+  for (const sku of skus) {
+    const shard = request.held?.[sku];
+    if (request.reserved === true && shard !== undefined) {
+      // A lower bound, which is all that consuming or releasing this reservation needs: no read, and the
+      // write is a blind increment that no other request waits for.
+      const qty = request.quantities.get(sku) ?? 0;
+      plan.levels.set(sku, { stock: qty, reserved: qty });
+      plan.refs.set(sku, stockShardRef(db, sku, shard));
+      plan.shards[sku] = shard;
+    } else {
+      toRead.push(sku);
+    }
+  }
+  // A reserved order's other SKUs are on their product documents: no need to look up shard counts.
+  const counts = request.reserved === true ? new Map<string, number>() : await shardCounts(db, toRead);
+  const plain = toRead.filter((sku) => (counts.get(sku) ?? 1) <= 1);
   if (plain.length > 0) {
+    // Operators edit these documents directly, so every movement re-reads them in the transaction.
+    await scope.acquire(...plain.map(lockKeys.product));
     const snapshots = await tx.getAll(...plain.map((sku) => productRef(db, sku)));
     for (const snapshot of snapshots) {
       const product = snapshot.data();
@@ -62,29 +101,65 @@ export async function planStock(tx: Transaction, db: Firestore, request: StockRe
       if (product) plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
     }
   }
-  for (const sku of skus.filter((s) => (counts.get(s) ?? 1) > 1)) {
-    const n = counts.get(sku) as number;
-    const qty = request.quantities.get(sku) ?? 0;
-    const held = request.held?.[sku];
-    // Units already reserved live in one shard; otherwise probe from a per-order start for one that fits.
-    const order = held !== undefined ? [held] : Array.from({ length: n }, (_, i) => (startShard(request.key, sku, n) + i) % n);
-    let chosen: { shard: number; level: StockLevel; ref: DocumentReference } | null = null;
-    for (const shard of order) {
-      const ref = stockShardRef(db, sku, shard);
-      const data = (await tx.get(ref)).data();
-      const level = { stock: toCount(data?.stock), reserved: toCount(data?.reserved) };
-      chosen ??= { shard, level, ref };
-      if (held !== undefined || level.stock - level.reserved >= qty) {
-        chosen = { shard, level, ref };
-        break;
-      }
-    }
-    if (chosen === null) continue;
+  for (const sku of toRead.filter((s) => (counts.get(s) ?? 1) > 1)) {
+    const chosen = await chooseShard(tx, db, scope, sku, counts.get(sku) as number, request);
     plan.levels.set(sku, chosen.level);
     plan.refs.set(sku, chosen.ref);
     plan.shards[sku] = chosen.shard;
   }
   return plan;
+}
+
+interface ShardChoice {
+  shard: number;
+  level: StockLevel;
+  ref: DocumentReference;
+}
+
+/**
+ * The shard a sharded SKU's change goes to: the one the order holds units in, else the first shard,
+ * from a per-order start, with enough available units: first among shards no request of this
+ * instance holds, then waiting for the others in turn. Only the chosen shard stays locked. When no
+ * shard has enough, the first one read is returned and the decision refuses the order.
+ */
+async function chooseShard(tx: Transaction, db: Firestore, scope: LockScope, sku: string, n: number, request: StockRequest): Promise<ShardChoice> {
+  const qty = request.quantities.get(sku) ?? 0;
+  const held = request.held?.[sku];
+  const read = async (shard: number): Promise<ShardChoice> => {
+    const ref = stockShardRef(db, sku, shard);
+    const data = (await tx.get(ref)).data();
+    return { shard, ref, level: { stock: toCount(data?.stock), reserved: toCount(data?.reserved) } };
+  };
+  if (held !== undefined) {
+    await scope.acquire(lockKeys.shard(sku, held));
+    return read(held);
+  }
+  const start = startShard(request.key, sku, n);
+  const probe = Array.from({ length: n }, (_, i) => (start + i) % n);
+  const tried: ShardChoice[] = [];
+  const fits = async (shard: number): Promise<ShardChoice | null> => {
+    const choice = await read(shard);
+    tried.push(choice);
+    if (choice.level.stock - choice.level.reserved >= qty) return choice;
+    scope.release(lockKeys.shard(sku, shard));
+    return null;
+  };
+  const busy: number[] = [];
+  for (const shard of probe) {
+    if (!scope.tryAcquire(lockKeys.shard(sku, shard))) {
+      busy.push(shard);
+      continue;
+    }
+    const choice = await fits(shard);
+    if (choice !== null) return choice;
+  }
+  // Every free shard is short: wait for the busy ones in turn, holding no other shard of this SKU.
+  for (const shard of busy) {
+    await scope.acquire(lockKeys.shard(sku, shard));
+    const choice = await fits(shard);
+    if (choice !== null) return choice;
+  }
+  return tried[0] ?? read(start);
 }
 
 /** Applies signed deltas where the plan read them; the decision has already checked that none goes below zero. */

@@ -1,13 +1,14 @@
-import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
+import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { auditLog, type AuditEntry } from "../collections/auditLog";
 import { notificationRef, queuedNotification, type NotificationDraft } from "../collections/notifications";
-import { orderRef, ordersByPaymentIntent, quantitiesBySku, type Order, type OrderPatch } from "../collections/orders";
+import { orderFromData, orderRef, ordersByPaymentIntent, type Order, type OrderPatch } from "../collections/orders";
 import { webhookEventRef, type WebhookEventRecord, type WebhookEventStatus } from "../collections/webhookEvents";
 import type { EventMeta, OrderRef, Translation } from "../domain/commands";
 import { deadLetterRef } from "../collections/deadLetters";
 import { decide, type DecideOptions } from "../domain/orderMachine";
 import { DeferredError, GRPC_ALREADY_EXISTS, grpcCodeOf, TransientError } from "../errors";
-import { heldShards, planStock, writeStockChanges } from "../inventory/stock";
+import { heldShards, planStock, stockRequestFor, writeStockChanges } from "../inventory/stock";
+import { lockKeys, type LocalLocks } from "../concurrency/localLocks";
 
 export interface PipelineOptions extends DecideOptions {
   /** How long `webhookEvents` records are kept before the TTL policy deletes them. */
@@ -18,6 +19,8 @@ export interface PipelineDeps {
   db: Firestore;
   now: () => Date;
   options: PipelineOptions;
+  /** This instance's locks: concurrent requests for the same order or stock queue here, not in Firestore. */
+  locks: LocalLocks;
 }
 
 export type ApplyOutcome =
@@ -30,9 +33,8 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 export const PARKED_RESULT = "dead_lettered";
 
 /**
- * Applies one verified, translated event in ONE transaction whose first write is `create()` of
- * `webhookEvents/{eventId}`: a concurrent or later copy of the event fails that create and changes
- * nothing. Throws DeferredError when the event cannot apply yet, TransientError on Firestore trouble.
+ * Applies one verified, translated event in ONE transaction that reads `webhookEvents/{eventId}` first
+ * and `create()`s it: a later copy finds it and changes nothing, a concurrent one fails that create. Throws DeferredError when the event cannot apply yet, TransientError on Firestore trouble.
  */
 export async function applyEvent(
   deps: PipelineDeps,
@@ -43,19 +45,23 @@ export async function applyEvent(
 ): Promise<ApplyOutcome> {
   const { db } = deps;
   const eventRef = webhookEventRef(db, meta.id);
-  // Cheap read outside the transaction: a retry storm of an applied event never contends on the order.
-  if (!replay && (await eventRef.get()).exists) return DUPLICATE;
+  const scope = deps.locks.scope();
+  const byId = translation.kind === "command" && translation.ref.by === "orderId" ? translation.ref.orderId : null;
   try {
+    // Stripe sends several events for one payment at once; they queue here rather than on the order's lock.
+    // (An order found by PaymentIntent is only known inside the transaction, too late to wait here.)
+    if (byId !== null) await scope.acquire(lockKeys.order(byId));
     return await db.runTransaction(async (tx) => {
-      if (replay) {
-        const existing = await tx.get(eventRef);
-        if (existing.exists && existing.get("result") !== PARKED_RESULT) return DUPLICATE;
-      }
       const letterRef = deadLetterRef(db, meta.id);
-      const [letter, order] = await Promise.all([
-        tx.get(letterRef),
-        translation.kind === "command" ? findOrder(tx, db, translation.ref) : Promise.resolve(null),
-      ]);
+      // One round trip for everything the event's id and order id name; the stock comes after.
+      const [existing, letter, byIdSnapshot] = await tx.getAll(eventRef, letterRef, ...(byId !== null ? [orderRef(db, byId).withConverter(null)] : []));
+      if (existing.exists && (!replay || existing.get("result") !== PARKED_RESULT)) return DUPLICATE;
+      const order =
+        translation.kind !== "command"
+          ? null
+          : translation.ref.by === "orderId"
+            ? orderFromSnapshot(byIdSnapshot)
+            : await findOrderByPaymentIntent(tx, db, translation.ref.paymentIntentId);
       const earlierAttempts = letter.exists ? Number(letter.get("attempts") ?? 0) : 0;
       const record = (status: WebhookEventStatus, result: string, orderId: string | null): ApplyOutcome => {
         writeEventRecord(tx, eventRef, deps, meta, receivedAt, { status, result, orderId }, replay);
@@ -69,7 +75,7 @@ export async function applyEvent(
         throw new DeferredError(`No order found for ${describe(translation.ref)}`, "order_not_found", refOrderId(translation.ref));
       }
       const now = deps.now();
-      const plan = await planStock(tx, db, { quantities: quantitiesBySku(order.items), held: heldShards(order), key: order.id });
+      const plan = await planStock(tx, db, stockRequestFor(order), scope);
       const decision = decide({ order, stock: plan.levels, command: translation.command, event: meta, now, options: deps.options });
       if (decision.kind === "defer") throw new DeferredError(decision.reason, "order_not_ready", order.id);
 
@@ -86,6 +92,8 @@ export async function applyEvent(
       throw new TransientError(`A deterministic document already existed while applying ${meta.id}`, { cause: error });
     }
     throw error;
+  } finally {
+    scope.releaseAll();
   }
 }
 
@@ -128,14 +136,15 @@ export function withShards(patch: OrderPatch, order: Order, shards: Record<strin
   return { ...patch, stockShards: shards };
 }
 
-async function findOrder(tx: Transaction, db: Firestore, ref: OrderRef): Promise<Order | null> {
-  if (ref.by === "orderId") {
-    const snapshot = await tx.get(orderRef(db, ref.orderId));
-    return snapshot.data() ?? null;
-  }
-  const matches = await tx.get(ordersByPaymentIntent(db, ref.paymentIntentId));
+function orderFromSnapshot(snapshot: DocumentSnapshot): Order | null {
+  const data = snapshot.data();
+  return data === undefined ? null : orderFromData(snapshot.id, data);
+}
+
+async function findOrderByPaymentIntent(tx: Transaction, db: Firestore, paymentIntentId: string): Promise<Order | null> {
+  const matches = await tx.get(ordersByPaymentIntent(db, paymentIntentId));
   if (matches.size > 1) {
-    throw new DeferredError(`Several orders claim PaymentIntent ${ref.paymentIntentId}`, "ambiguous_payment_intent");
+    throw new DeferredError(`Several orders claim PaymentIntent ${paymentIntentId}`, "ambiguous_payment_intent");
   }
   return matches.empty ? null : matches.docs[0].data();
 }

@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import type { EventMeta } from "../domain/commands";
 import { AppError, classify, DeferredError, httpStatusOf, MethodNotAllowedError } from "../errors";
-import { verifyStripeEvent } from "../stripe/signature";
+import { verifyStripeEvent, type VerifiedEvent } from "../stripe/signature";
 import { eventMeta, translateEvent } from "../stripe/translate";
 import { applyEvent, type PipelineDeps } from "./applyEvent";
 import { recordFailedDelivery, type FailureOptions } from "./failures";
@@ -77,33 +77,61 @@ export function createWebhookHandler(deps: WebhookDeps): (req: WebhookRequest, r
       });
     }
     meta = eventMeta(verified.event);
-    const translation = translateEvent(verified.event);
-    try {
-      const outcome = await applyEvent(deps, meta, translation, receivedAt);
-      const body =
-        outcome.status === "duplicate"
-          ? { received: true, eventId: meta.id, status: "duplicate" }
-          : { received: true, eventId: meta.id, status: outcome.status, result: outcome.result };
-      return finish(200, body, { order_id: outcome.orderId, result: outcome.status, detail: outcome.result, attempt: outcome.attempt });
-    } catch (error) {
-      const appError = classify(error);
-      const orderId = appError instanceof DeferredError ? appError.orderId : null;
-      let attempt: number | null = null;
-      try {
-        const failure = await recordFailedDelivery(deps, meta, verified.rawBody, appError, receivedAt);
-        attempt = failure.attempts;
-        if (failure.parked) {
-          return finish(
-            200,
-            { received: true, eventId: meta.id, status: "rejected", result: "dead_lettered" },
-            { order_id: orderId, result: "dead_lettered", detail: appError.message, attempt },
-          );
-        }
-      } catch (recordError) {
-        // Firestore is likely down: the non-2xx below makes Stripe redeliver, which is the real safety net.
-        appError.message += ` (and the dead letter could not be recorded: ${classify(recordError).message})`;
-      }
-      return fail(appError, { order_id: orderId, result: "failed", attempt });
-    }
+    const eventMetaOfRequest = meta;
+    // Copies of one event that arrive together (a retry storm) share the first copy's work: one
+    // transaction instead of a hundred queuing on the same order, and one attempt counted if it fails.
+    const flight = await deps.locks.coalesce(`event:${meta.id}`, () => deliver(deps, eventMetaOfRequest, verified, receivedAt));
+    const reply = flight.leader ? flight.value : followerReply(flight.value, meta.id);
+    return finish(reply.httpStatus, reply.body, reply.log);
   };
+}
+
+interface Reply {
+  httpStatus: number;
+  body: unknown;
+  log: Omit<DeliveryLog, "http_status" | "duration_ms" | "event_id" | "event_type">;
+}
+
+/** Translate, apply in one transaction, and on failure count the attempt: the answer to one verified delivery. */
+async function deliver(deps: WebhookDeps, meta: EventMeta, verified: VerifiedEvent, receivedAt: Date): Promise<Reply> {
+  try {
+    const outcome = await applyEvent(deps, meta, translateEvent(verified.event), receivedAt);
+    const body =
+      outcome.status === "duplicate"
+        ? { received: true, eventId: meta.id, status: "duplicate" }
+        : { received: true, eventId: meta.id, status: outcome.status, result: outcome.result };
+    return { httpStatus: 200, body, log: { order_id: outcome.orderId, result: outcome.status, detail: outcome.result, attempt: outcome.attempt } };
+  } catch (error) {
+    const appError = classify(error);
+    const orderId = appError instanceof DeferredError ? appError.orderId : null;
+    let attempt: number | null = null;
+    try {
+      const failure = await recordFailedDelivery(deps, meta, verified.rawBody, appError, receivedAt);
+      attempt = failure.attempts;
+      if (failure.parked) {
+        return {
+          httpStatus: 200,
+          body: { received: true, eventId: meta.id, status: "rejected", result: "dead_lettered" },
+          log: { order_id: orderId, result: "dead_lettered", detail: appError.message, attempt },
+        };
+      }
+    } catch (recordError) {
+      // Firestore is likely down: the non-2xx below makes Stripe redeliver, which is the real safety net.
+      appError.message += ` (and the dead letter could not be recorded: ${classify(recordError).message})`;
+    }
+    return {
+      httpStatus: httpStatusOf(appError),
+      body: { error: { code: appError.code, message: appError.message } },
+      log: { order_id: orderId, result: "failed", detail: appError.message, attempt },
+    };
+  }
+}
+
+/**
+ * The answer to a copy that waited for a concurrent delivery of the same event: once that one was
+ * answered 2xx the event is recorded, so this copy is a duplicate; a failure is this copy's failure too.
+ */
+function followerReply(leader: Reply, eventId: string): Reply {
+  if (leader.httpStatus >= 300) return { ...leader, log: { ...leader.log, detail: `${leader.log.detail ?? ""} (shared with a concurrent delivery)`, attempt: null } };
+  return { httpStatus: 200, body: { received: true, eventId, status: "duplicate" }, log: { order_id: null, result: "duplicate", detail: "concurrent delivery", attempt: null } };
 }

@@ -1,11 +1,11 @@
 import { expect } from "chai";
 import { getApps } from "firebase-admin/app";
 import { getAuth } from "firebase-admin/auth";
-import { Timestamp, type Firestore } from "firebase-admin/firestore";
+import { Timestamp } from "firebase-admin/firestore";
 import { DEFAULT_DELIVERY_OPTIONS, deliverNotification, redriveNotifications, type DeliveryDeps } from "../../src/notifications/deliver";
 import { smtpProvider } from "../../src/notifications/smtpProvider";
+import { LocalLocks } from "../../src/concurrency/localLocks";
 import { releaseAbandonedReservations, DEFAULT_ABANDON_POLICY } from "../../src/reservation";
-import { createWebhookHandler, type WebhookDeps } from "../../src/webhook/handler";
 import {
   countWhere,
   createOrder,
@@ -19,9 +19,9 @@ import {
   seedProduct,
   uniqueId,
   waitForOrderStatus,
-  webhookSecret,
 } from "../helpers/emulator";
-import { event, paymentIntent, signatureHeader } from "../helpers/stripeFixtures";
+import { invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
+import { event, paymentIntent } from "../helpers/stripeFixtures";
 
 /** Issue 4: failures are visible and recoverable. */
 
@@ -54,55 +54,6 @@ async function call(name: string, data: unknown, token: string | null): Promise<
     body: JSON.stringify({ data }),
   });
   return { status: response.status, ...((await response.json()) as Omit<CallResult, "status">) };
-}
-
-function webhookDeps(database: Firestore): WebhookDeps {
-  return {
-    db: database,
-    now: () => new Date(),
-    options: { restockOnRefund: true, webhookEventTtlDays: 30 },
-    failure: { maxDeliveryAttempts: 5 },
-    webhookSecrets: () => [webhookSecret()],
-    logDelivery: () => undefined,
-  };
-}
-
-/** Fault injection at the dependency boundary: the first `runTransaction` fails as Firestore does when unavailable. */
-function unavailableOnce(real: Firestore): Firestore {
-  let failed = false;
-  return new Proxy(real, {
-    get(target, prop, receiver) {
-      if (prop === "runTransaction" && !failed) {
-        failed = true;
-        return () => Promise.reject(Object.assign(new Error("14 UNAVAILABLE: injected outage"), { code: 14 }));
-      }
-      const value: unknown = Reflect.get(target, prop, receiver);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-}
-
-async function invoke(deps: WebhookDeps, envelope: ReturnType<typeof event>) {
-  const payload = JSON.stringify(envelope);
-  let status = 0;
-  let body: unknown = null;
-  const res = {
-    status(code: number) {
-      status = code;
-      return res;
-    },
-    set() {
-      return res;
-    },
-    json(value: unknown) {
-      body = value;
-    },
-  };
-  await createWebhookHandler(deps)(
-    { method: "POST", rawBody: Buffer.from(payload), headers: { "stripe-signature": signatureHeader(payload, webhookSecret()) } },
-    res,
-  );
-  return { status, body: body as Record<string, unknown> };
 }
 
 describe("operations: failures are visible and recoverable", () => {
@@ -227,7 +178,7 @@ describe("operations: failures are visible and recoverable", () => {
     expect(await productData(sku)).to.deep.equal({ stock: 10, reserved: 5 });
 
     const later = Date.now() + 31 * 60_000;
-    const report = await releaseAbandonedReservations({ db: db(), now: () => new Date(later) }, DEFAULT_ABANDON_POLICY, 500);
+    const report = await releaseAbandonedReservations({ db: db(), now: () => new Date(later), locks: new LocalLocks() }, DEFAULT_ABANDON_POLICY, 500);
     expect(report.canceled).to.be.at.least(1);
     expect((await orderData(abandoned)).status).to.equal("canceled");
     expect((await orderData(inCheckout)).status).to.equal("reserved");

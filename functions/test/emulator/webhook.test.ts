@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { DEFAULT_DELIVERY_OPTIONS, deliverNotification } from "../../src/notifications/deliver";
 import { logProvider } from "../../src/notifications/providers";
+import { LocalLocks } from "../../src/concurrency/localLocks";
 import { reserveStockForOrder } from "../../src/reservation";
 import {
   countAll,
@@ -12,6 +13,7 @@ import {
   orderData,
   post,
   productData,
+  reservedOrder,
   seedProduct,
   setBackgroundTriggers,
   settle,
@@ -22,15 +24,6 @@ import {
 import { event, paymentIntent, signatureHeader, stripeId } from "../helpers/stripeFixtures";
 
 /** The core path of SPEC sections 1, 5 and 6, through HTTP on the Functions emulator. */
-
-async function reservedOrder(stock: number, qty: number, amount = 1500) {
-  const sku = uniqueId("sku");
-  const orderId = uniqueId("order");
-  await seedProduct(sku, stock);
-  await createOrder({ id: orderId, items: [{ sku, qty }], amount });
-  await waitForOrderStatus(orderId, "reserved");
-  return { sku, orderId, amount };
-}
 
 function paymentSucceeded(orderId: string, amount: number) {
   return event("payment_intent.succeeded", paymentIntent({ amount, orderId }));
@@ -116,7 +109,7 @@ describe("stripeWebhook on the emulators: the core path", () => {
     }
     expect(await productData(sku)).to.deep.equal({ stock: 47, reserved: 0 });
     // The trigger's late run (the same handler the deployed trigger calls) must leave everything as it is.
-    const outcome = await reserveStockForOrder({ db: db(), now: () => new Date() }, orderId);
+    const outcome = await reserveStockForOrder({ db: db(), now: () => new Date(), locks: new LocalLocks() }, orderId);
     expect(outcome).to.equal("skipped");
     expect(await productData(sku)).to.deep.equal({ stock: 47, reserved: 0 });
     expect((await orderData(orderId)).status).to.equal("finalized");

@@ -108,6 +108,16 @@ export async function createOrder(o: OrderSeed): Promise<void> {
     });
 }
 
+/** A product with `stock` units and one order for `qty` of them, reserved by the trigger. */
+export async function reservedOrder(stock: number, qty: number, amount = 1500): Promise<{ sku: string; orderId: string; amount: number }> {
+  const sku = uniqueId("sku");
+  const orderId = uniqueId("order");
+  await seedProduct(sku, stock);
+  await createOrder({ id: orderId, items: [{ sku, qty }], amount });
+  await waitForOrderStatus(orderId, "reserved");
+  return { sku, orderId, amount };
+}
+
 export async function orderData(id: string): Promise<Record<string, unknown>> {
   const snapshot = await db().collection("orders").doc(id).get();
   if (!snapshot.exists) throw new Error(`orders/${id} does not exist`);

@@ -1,0 +1,116 @@
+import { expect } from "chai";
+import { LocalLocks } from "../../src/concurrency/localLocks";
+import { configureStockShards } from "../../src/inventory/shards";
+import { reserveStockForOrder } from "../../src/reservation";
+import { countWhere, createOrder, db, eventually, orderData, reservedOrder, seedProduct, uniqueId, waitForOrderStatus } from "../helpers/emulator";
+import { countingTransactions, invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
+import { event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
+
+/**
+ * Issue 5: many concurrent requests in ONE function instance (they share its LocalLocks), against the
+ * real Firestore emulator. Outcomes must be exactly those of the same requests one at a time.
+ */
+
+async function shards(sku: string): Promise<{ stock: number; reserved: number }[]> {
+  const snapshot = await db().collection("products").doc(sku).collection("stockShards").get();
+  return snapshot.docs.map((d) => ({ stock: Number(d.get("stock")), reserved: Number(d.get("reserved")) }));
+}
+
+const total = (levels: { stock: number; reserved: number }[]) =>
+  levels.reduce((sum, l) => ({ stock: sum.stock + l.stock, reserved: sum.reserved + l.reserved }), { stock: 0, reserved: 0 });
+
+async function statusesOf(ids: string[]): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const id of ids) {
+    const status = String((await orderData(id)).status);
+    counts[status] = (counts[status] ?? 0) + 1;
+  }
+  return counts;
+}
+
+describe("one instance under concurrent load", () => {
+  it("answers 40 concurrent copies of one event with one transaction: one processed, 39 duplicates", async () => {
+    const { sku, orderId } = await reservedOrder(10, 3, 900);
+    const paid = event("payment_intent.succeeded", paymentIntent({ amount: 900, orderId }));
+
+    const counted = countingTransactions(db());
+    const deps = webhookDeps(counted.db);
+    const answers = await Promise.all(Array.from({ length: 40 }, () => invoke(deps, paid)));
+    expect(counted.count()).to.equal(1);
+
+    expect(answers.map((a) => a.status)).to.deep.equal(Array(40).fill(200));
+    const statuses = answers.map((a) => String(a.body.status));
+    expect(statuses.filter((s) => s === "processed")).to.have.length(1);
+    expect(statuses.filter((s) => s === "duplicate")).to.have.length(39);
+    expect((await orderData(orderId)).status).to.equal("finalized");
+    expect((await db().collection("products").doc(sku).get()).data()).to.include({ stock: 7, reserved: 0 });
+    expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(1);
+    expect(await countWhere("notifications", "eventId", paid.id)).to.equal(1);
+    expect(deps.locks.heldCount).to.equal(0);
+  });
+
+  it("gives concurrent copies the first copy's failure and counts one attempt; a redelivery then applies", async () => {
+    const { orderId } = await reservedOrder(10, 2, 400);
+    const paid = event("payment_intent.succeeded", paymentIntent({ amount: 400, orderId }));
+
+    const failing = webhookDeps(unavailableOnce(db()));
+    const answers = await Promise.all(Array.from({ length: 10 }, () => invoke(failing, paid)));
+    expect(answers.map((a) => a.status)).to.deep.equal(Array(10).fill(500));
+    expect((await db().collection("deadLetters").doc(paid.id).get()).data()).to.include({ attempts: 1, status: "retrying" });
+    expect((await db().collection("webhookEvents").doc(paid.id).get()).exists).to.equal(false);
+
+    const retry = await invoke(failing, paid);
+    expect(retry.body).to.include({ status: "processed", result: "finalized" });
+    expect((await db().collection("deadLetters").doc(paid.id).get()).get("status")).to.equal("replayed");
+  });
+
+  it("sells a sharded product's stock exactly once to more buyers than it has, reserving and paying concurrently", async () => {
+    const sku = uniqueId("flash");
+    await seedProduct(sku, 16);
+    await configureStockShards(db(), sku, 4);
+    const orders = Array.from({ length: 24 }, () => ({ id: uniqueId("order"), piId: stripeId("pi") }));
+    // The deployed trigger reserves these too (another instance): both race, and must agree.
+    await Promise.all(orders.map((o) => createOrder({ id: o.id, items: [{ sku, qty: 1 }], amount: 500 })));
+    const reservationDeps = { db: db(), now: () => new Date(), locks: new LocalLocks() };
+    await Promise.all(orders.map((o) => reserveStockForOrder(reservationDeps, o.id)));
+    const ids = orders.map((o) => o.id);
+    await eventually("every order to be reserved or out of stock", async () => {
+      const counts = await statusesOf(ids);
+      return (counts.reserved ?? 0) + (counts.out_of_stock ?? 0) === 24;
+    });
+    expect(await statusesOf(ids)).to.deep.equal({ reserved: 16, out_of_stock: 8 });
+    for (const level of await shards(sku)) expect(level.reserved).to.be.within(0, level.stock);
+
+    const deps = webhookDeps(db());
+    const answers = await Promise.all(
+      orders.map((o) => invoke(deps, event("payment_intent.succeeded", paymentIntent({ id: o.piId, amount: 500, orderId: o.id })))),
+    );
+    expect(answers.map((a) => a.status)).to.deep.equal(Array(24).fill(200));
+    // Every unit sold once; the buyers who found no stock are paid orders an operator must refund.
+    expect(await statusesOf(ids)).to.deep.equal({ finalized: 16, needs_review: 8 });
+    const levels = await shards(sku);
+    expect(total(levels)).to.deep.equal({ stock: 0, reserved: 0 });
+    for (const level of levels) expect(level.stock).to.be.at.least(0);
+  });
+
+  it("consumes reservations on shards without reading them, and an operator cutting stock never takes a shard below zero", async () => {
+    const sku = uniqueId("hot");
+    await seedProduct(sku, 8);
+    await configureStockShards(db(), sku, 4);
+    const orders = [uniqueId("order"), uniqueId("order")];
+    await Promise.all(orders.map((id) => createOrder({ id, items: [{ sku, qty: 2 }], amount: 600 })));
+    await Promise.all(orders.map((id) => waitForOrderStatus(id, "reserved")));
+
+    // The operator sets stock to 0 in the console: only the 4 unreserved units can go.
+    await db().collection("products").doc(sku).update({ stock: 0 });
+    await eventually("the edit to reach the shards", async () => total(await shards(sku)).stock === 4);
+    expect(total(await shards(sku))).to.deep.equal({ stock: 4, reserved: 4 });
+
+    const deps = webhookDeps(db());
+    const answers = await Promise.all(orders.map((orderId) => invoke(deps, event("payment_intent.succeeded", paymentIntent({ amount: 600, orderId })))));
+    expect(answers.map((a) => a.body.result)).to.deep.equal(["finalized", "finalized"]);
+    const levels = await shards(sku);
+    expect(total(levels)).to.deep.equal({ stock: 0, reserved: 0 });
+    for (const level of levels) expect(level).to.deep.equal({ stock: 0, reserved: 0 });
+  });
+});

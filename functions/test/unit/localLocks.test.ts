@@ -1,0 +1,132 @@
+import { expect } from "chai";
+import { LocalLocks, lockKeys } from "../../src/concurrency/localLocks";
+
+/** A promise and the function that settles it, to hold work open until the test says so. */
+function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
+  let open!: (value: T) => void;
+  const promise = new Promise<T>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+/** Lets every already-settled promise callback run. */
+const drain = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("LocalLocks (per-instance coordination)", () => {
+  describe("coalesce", () => {
+    it("runs the work once for concurrent calls with one key, and every caller gets its result", async () => {
+      const locks = new LocalLocks();
+      const release = gate<string>();
+      let runs = 0;
+      const work = () => {
+        runs += 1;
+        return release.promise;
+      };
+      const calls = Array.from({ length: 5 }, () => locks.coalesce("event:evt_1", work));
+      release.open("applied");
+      const results = await Promise.all(calls);
+      expect(runs).to.equal(1);
+      expect(results.map((r) => r.value)).to.deep.equal(Array(5).fill("applied"));
+      expect(results.filter((r) => r.leader)).to.have.length(1);
+    });
+
+    it("runs again once the first call has settled (a later copy is not coalesced)", async () => {
+      const locks = new LocalLocks();
+      let runs = 0;
+      await locks.coalesce("k", async () => ++runs);
+      const second = await locks.coalesce("k", async () => ++runs);
+      expect(runs).to.equal(2);
+      expect(second).to.deep.equal({ value: 2, leader: true });
+    });
+
+    it("keeps different keys apart", async () => {
+      const locks = new LocalLocks();
+      const a = gate<string>();
+      const first = locks.coalesce("a", () => a.promise);
+      const second = await locks.coalesce("b", async () => "b");
+      expect(second).to.deep.equal({ value: "b", leader: true });
+      a.open("a");
+      expect(await first).to.deep.equal({ value: "a", leader: true });
+    });
+
+    it("shares the first call's error with the callers that waited, then forgets it", async () => {
+      const locks = new LocalLocks();
+      const fail = gate();
+      const leader = locks.coalesce("k", async () => {
+        await fail.promise;
+        throw new Error("unavailable");
+      });
+      const follower = locks.coalesce("k", async () => "never run");
+      fail.open();
+      const settled = await Promise.allSettled([leader, follower]);
+      expect(settled.map((s) => (s.status === "rejected" ? (s.reason as Error).message : "fulfilled"))).to.deep.equal(["unavailable", "unavailable"]);
+      expect(await locks.coalesce("k", async () => "ok")).to.deep.equal({ value: "ok", leader: true });
+    });
+  });
+
+  describe("scopes", () => {
+    it("hands a key to waiters one at a time, in arrival order", async () => {
+      const locks = new LocalLocks();
+      const order: string[] = [];
+      const holder = locks.scope();
+      await holder.acquire("k");
+      const waiters = ["w1", "w2", "w3"].map(async (name) => {
+        const scope = locks.scope();
+        await scope.acquire("k");
+        order.push(`${name} in`);
+        await drain();
+        order.push(`${name} out`);
+        scope.releaseAll();
+      });
+      await drain();
+      expect(order).to.deep.equal([]);
+      holder.releaseAll();
+      await Promise.all(waiters);
+      expect(order).to.deep.equal(["w1 in", "w1 out", "w2 in", "w2 out", "w3 in", "w3 out"]);
+      expect(locks.heldCount).to.equal(0);
+    });
+
+    it("tryAcquire takes only free keys, and is true for a key the scope already holds", async () => {
+      const locks = new LocalLocks();
+      const a = locks.scope();
+      const b = locks.scope();
+      expect(a.tryAcquire("k")).to.equal(true);
+      expect(a.tryAcquire("k")).to.equal(true);
+      expect(b.tryAcquire("k")).to.equal(false);
+      a.release("k");
+      expect(b.tryAcquire("k")).to.equal(true);
+      expect(a.holds("k")).to.equal(false);
+      b.releaseAll();
+      expect(locks.heldCount).to.equal(0);
+    });
+
+    it("acquiring a key twice in one scope does not wait for itself", async () => {
+      const locks = new LocalLocks();
+      const scope = locks.scope();
+      await scope.acquire("k", "k");
+      await scope.acquire("k");
+      expect(scope.holds("k")).to.equal(true);
+      scope.releaseAll();
+      expect(locks.heldCount).to.equal(0);
+    });
+
+    it("two scopes asking for the same keys in opposite orders both finish (keys are taken sorted)", async () => {
+      const locks = new LocalLocks();
+      const done: string[] = [];
+      const run = async (name: string, keys: string[]) => {
+        const scope = locks.scope();
+        await scope.acquire(...keys);
+        await drain();
+        done.push(name);
+        scope.releaseAll();
+      };
+      await Promise.all([run("x", ["a", "b", "c"]), run("y", ["c", "b", "a"])]);
+      expect(done.sort()).to.deep.equal(["x", "y"]);
+      expect(locks.heldCount).to.equal(0);
+    });
+
+    it("ranks keys: an order before products before shards", () => {
+      const keys = [lockKeys.shard("a", 1), lockKeys.product("z"), lockKeys.order("o"), lockKeys.product("b")];
+      expect([...keys].sort()).to.deep.equal([lockKeys.order("o"), lockKeys.product("b"), lockKeys.product("z"), lockKeys.shard("a", 1)]);
+    });
+  });
+});
