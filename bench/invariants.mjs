@@ -18,7 +18,10 @@ export async function readState(db) {
     if (!(Number(product.shards ?? 1) > 1)) continue;
     const shards = await db.collection("products").doc(sku).collection("stockShards").get();
     const sum = (field) => shards.docs.reduce((total, d) => total + Number(d.get(field) ?? 0), 0);
-    state.products.set(sku, { ...product, stock: sum("stock"), reserved: sum("reserved") });
+    const badShards = shards.docs
+      .filter((d) => !(Number(d.get("stock")) >= Number(d.get("reserved")) && Number(d.get("reserved")) >= 0))
+      .map((d) => `${d.id}: stock ${d.get("stock")}, reserved ${d.get("reserved")}`);
+    state.products.set(sku, { ...product, stock: sum("stock"), reserved: sum("reserved"), badShards });
   }
   return state;
 }
@@ -113,10 +116,11 @@ export async function checkInvariants(db, ctx) {
       continue;
     }
     if (p.stock < 0 || p.reserved < 0) stockProblems.push(`${sku}: negative (stock ${p.stock}, reserved ${p.reserved})`);
+    for (const shard of p.badShards ?? []) stockProblems.push(`${sku} shard ${shard} (needs 0 ≤ reserved ≤ stock)`);
     if (p.stock + (sold.get(sku) ?? 0) !== initial) stockProblems.push(`${sku}: stock ${p.stock} + sold ${sold.get(sku) ?? 0} ≠ initial ${initial}`);
     if (p.reserved !== (held.get(sku) ?? 0)) stockProblems.push(`${sku}: reserved ${p.reserved} ≠ units of reserved orders ${held.get(sku) ?? 0}`);
   }
-  check("stock: ≥ 0, stock + sold = initial, reserved = units held", stockProblems.length === 0, `${stockProblems.length} products wrong, e.g. ${stockProblems[0]}`);
+  check("stock: ≥ 0 (and every shard 0 ≤ reserved ≤ stock), stock + sold = initial, reserved = units held", stockProblems.length === 0, `${stockProblems.length} products wrong, e.g. ${stockProblems[0]}`);
 
   // 4. One order_confirmed notification per finalized order (queued: the delivery trigger is not running).
   const confirmations = [...s.notifications].filter(([, n]) => n.kind === "order_confirmed");

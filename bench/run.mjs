@@ -6,8 +6,10 @@
 //   baseline         N distinct events, concurrency 50, to the baseline handler (verify + one create()).
 //   spread           N orders over 50 products, reserved first (not measured), then N payment_intent.succeeded, concurrency 50.
 //   duplicates       one event delivered N times, concurrency 100, after its order was reserved.
-//   hot_sku_reserve  N orders of ONE product: reserveStockForOrder (the orders/{id} create trigger), concurrency 50.
-//   hot_sku_pay      then a payment_intent.succeeded for each of them, concurrency 50.
+//   hot_sku_reserve  N orders of ONE product that has stock for 80 % of them (a flash sale that sells out):
+//                    reserveStockForOrder (the orders/{id} create trigger), concurrency 50.
+//   hot_sku_pay      then a payment_intent.succeeded for each of them, concurrency 50 (the refused
+//                    buyers' payments go to needs_review: never oversold).
 //
 // Knobs (env): BENCH_EVENTS (500), BENCH_PHASE_BUDGET_S (120: a phase stops sending after this),
 // BENCH_OP_TIMEOUT_S (45: one request / reservation), BENCH_TOTAL_BUDGET_S (480: the whole run),
@@ -57,6 +59,8 @@ const ONLY = (process.env.BENCH_ONLY ?? "").split(",").map((s) => s.trim()).filt
 const PRODUCTS_SPREAD = 50;
 /** Stock shards of the hot product (the design under test); 1 measures the unsharded product document. */
 const HOT_SHARDS = num("BENCH_HOT_SHARDS", 50, 1, 500);
+/** The hot product's stock as a share of its orders: below 1, the sale sells out and some buyers are refused. */
+const HOT_STOCK_SHARE = 0.8;
 const AMOUNT = 2500;
 const CURRENCY = "usd";
 
@@ -451,10 +455,11 @@ async function scenarioDuplicates() {
 }
 
 async function scenarioHotSku() {
-  log(`\n== hot_sku (${HOT_SHARDS} shard(s)): ${N} orders for ONE product; reserve (concurrency 50), then pay (concurrency 50) ==`);
+  const units = Math.floor(N * HOT_STOCK_SHARE);
+  log(`\n== hot_sku (${HOT_SHARDS} shard(s)): ${N} orders for ONE product with ${units} units; reserve (concurrency 50), then pay (concurrency 50) ==`);
   await clearDatabase();
   const sku = "sku_hot";
-  const initialStock = new Map([[sku, N * 2]]);
+  const initialStock = new Map([[sku, units]]);
   const orders = makeOrders(N, () => sku);
   await seed({ tag: "hot_sku", products: initialStock, orders });
   if (HOT_SHARDS > 1) {

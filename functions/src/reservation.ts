@@ -1,6 +1,6 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { ORDERS, orderRef, type Order } from "./collections/orders";
-import { lockKeys, type LocalLocks } from "./concurrency/localLocks";
+import { lockKeys, runTransactionWithLocks, type LocalLocks } from "./concurrency/localLocks";
 import type { StockLevel } from "./collections/products";
 import { decideAbandonedRelease, decideReservation, type AbandonPolicy, type ReservationDecision } from "./domain/reservation";
 import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
@@ -34,7 +34,7 @@ async function applyToOrder(
   const scope = deps.locks.scope();
   try {
     await scope.acquire(lockKeys.order(orderId));
-    return await db.runTransaction(async (tx) => {
+    return await runTransactionWithLocks(db, scope, async (tx) => {
       const order = (await tx.get(ref)).data();
       if (order === undefined) return "missing";
       if (order.status !== "pending" && order.status !== "reserved") return "skipped";

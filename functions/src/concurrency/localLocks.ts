@@ -1,3 +1,5 @@
+import type { Firestore, Transaction } from "firebase-admin/firestore";
+
 /**
  * Coordination between the concurrent requests of ONE function instance (a v2 function serves up to 80
  * at once). Firestore transactions are what make every write correct; nothing here is needed for
@@ -7,7 +9,10 @@
  * or by a lock timeout of up to about 20 s (the emulator). Waiting in-process for a few milliseconds
  * instead is cheaper in both.
  *
- * Lock keys are taken in one global order (see `LockScope.acquire`), so requests cannot deadlock on them.
+ * Two rules keep these waits from ever deadlocking, with each other or with Firestore's own locks:
+ * keys are waited for in one global order (`LockScope.acquire`), and never inside a transaction: a
+ * transaction only takes free keys (`LockScope.require`) and otherwise gives up its attempt, so the
+ * wait happens with no Firestore lock held (`runTransactionWithLocks`).
  */
 export class LocalLocks {
   /** Held keys → resolvers of the requests waiting for them, in arrival order. */
@@ -65,24 +70,38 @@ export class LocalLocks {
   }
 }
 
+/** Thrown inside a transaction that needs keys another request of this instance holds. */
+export class LocksWanted extends Error {
+  constructor(readonly keys: readonly string[]) {
+    super(`waiting for ${keys.join(", ")}`);
+  }
+}
+
 /**
- * The keys one request holds. Keys are ranked by the order their kinds are taken in a request:
- * the order first, then plain products (sorted, all at once), then one stock shard per SKU in SKU
- * order, never waiting for a second shard of a SKU while holding one. Every request waits only for
- * keys ranked above all it holds, so no two requests can wait on each other.
+ * The keys one request holds. Keys sort by rank: the order first, then plain products, then stock
+ * shards (see `lockKeys`), and are waited for only in that order.
  */
 export class LockScope {
   private readonly held = new Set<string>();
 
   constructor(private readonly locks: LocalLocks) {}
 
-  /** Waits for every key not yet held, in sorted order. */
+  /** Waits for every key not yet held, in sorted order. Never call it inside a transaction. */
   async acquire(...keys: string[]): Promise<void> {
     for (const key of [...new Set(keys)].sort()) {
       if (this.held.has(key)) continue;
       await this.locks.lock(key);
       this.held.add(key);
     }
+  }
+
+  /** For use inside a transaction: takes the keys if they are free, else throws LocksWanted (holding none of them). */
+  require(...keys: string[]): void {
+    const taken = keys.filter((key) => !this.held.has(key) && this.tryAcquire(key));
+    const missing = keys.filter((key) => !this.held.has(key));
+    if (missing.length === 0) return;
+    for (const key of taken) this.release(key);
+    throw new LocksWanted(missing);
   }
 
   /** Takes the key if nobody in this instance holds it; true when this scope now holds it. */
@@ -105,8 +124,38 @@ export class LockScope {
     for (const key of this.held) this.locks.unlock(key);
     this.held.clear();
   }
+
+  /**
+   * Waits for `wanted` in rank order: keys held that rank after the first wanted one are let go
+   * and waited for again with it, so this request never waits while holding a later key.
+   */
+  async waitFor(wanted: readonly string[]): Promise<void> {
+    const first = [...wanted].sort()[0];
+    const later = [...this.held].filter((key) => key > first);
+    for (const key of later) this.release(key);
+    await this.acquire(...wanted, ...later);
+  }
 }
 
+/** How many times a transaction may give up its attempt to wait for local keys before it fails. */
+const MAX_LOCK_ROUNDS = 10;
+
+/**
+ * `db.runTransaction(body)`, where `body` may throw LocksWanted: the attempt is rolled back (so this
+ * request holds no Firestore lock), the keys are waited for, and the transaction runs again holding them.
+ */
+export async function runTransactionWithLocks<T>(db: Firestore, scope: LockScope, body: (tx: Transaction) => Promise<T>): Promise<T> {
+  for (let round = 1; ; round++) {
+    try {
+      return await db.runTransaction(body);
+    } catch (error) {
+      if (!(error instanceof LocksWanted) || round >= MAX_LOCK_ROUNDS) throw error;
+      await scope.waitFor(error.keys);
+    }
+  }
+}
+
+/** Lock keys; the prefix is the rank. */
 export const lockKeys = {
   order: (orderId: string) => `1:order:${orderId}`,
   product: (sku: string) => `2:product:${sku}`,

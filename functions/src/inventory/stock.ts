@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
-import { FieldValue, type DocumentReference, type Firestore, type Transaction } from "firebase-admin/firestore";
+import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore, type Transaction } from "firebase-admin/firestore";
 import { productRef, stockShardRef, type StockLevel } from "../collections/products";
 import type { StockChange } from "../domain/orderMachine";
 import { toCount } from "../collections/firestoreValues";
 import { quantitiesBySku, type Order } from "../collections/orders";
-import { lockKeys, type LockScope } from "../concurrency/localLocks";
+import { lockKeys, LocksWanted, type LockScope } from "../concurrency/localLocks";
 
 /**
  * Where each SKU's stock is read and written inside a transaction. Unsharded products: the product
@@ -66,10 +66,10 @@ export function startShard(key: string, sku: string, shards: number): number {
 }
 
 /**
- * Reads, inside `tx`, the stock the decision needs and says where its changes go. Documents that are
- * read and then written are first locked in `scope`, so requests of this instance queue for them
- * instead of locking each other out in Firestore; a new reservation on a sharded product prefers a
- * shard nobody in this instance is using.
+ * Reads, inside `tx`, the stock the decision needs and says where its changes go. A document read and
+ * then written is first taken in `scope` (or LocksWanted is thrown, see runTransactionWithLocks), so
+ * requests of this instance queue for it instead of locking each other out in Firestore; a new
+ * reservation on a sharded product prefers a shard nobody in this instance is using.
  */
 export async function planStock(tx: Transaction, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
   const plan: StockPlan = { levels: new Map(), refs: new Map(), shards: {} };
@@ -93,7 +93,7 @@ export async function planStock(tx: Transaction, db: Firestore, request: StockRe
   const plain = toRead.filter((sku) => (counts.get(sku) ?? 1) <= 1);
   if (plain.length > 0) {
     // Operators edit these documents directly, so every movement re-reads them in the transaction.
-    await scope.acquire(...plain.map(lockKeys.product));
+    scope.require(...plain.map(lockKeys.product));
     const snapshots = await tx.getAll(...plain.map((sku) => productRef(db, sku)));
     for (const snapshot of snapshots) {
       const product = snapshot.data();
@@ -116,50 +116,73 @@ interface ShardChoice {
   ref: DocumentReference;
 }
 
+/** How many shards a reservation tries inside its transaction after a lock-free read said they fit. */
+const CANDIDATES_TRIED = 3;
+
 /**
- * The shard a sharded SKU's change goes to: the one the order holds units in, else the first shard,
- * from a per-order start, with enough available units: first among shards no request of this
- * instance holds, then waiting for the others in turn. Only the chosen shard stays locked. When no
- * shard has enough, the first one read is returned and the decision refuses the order.
+ * The shard a sharded SKU's change goes to: the one the order holds units in; else, probing from a
+ * per-order start, a shard with enough available units.
+ *
+ * Every shard read inside the transaction takes a Firestore read lock until commit, and two
+ * transactions that each read a shard the other then writes wait for each other until one is aborted
+ * (seconds in the emulator). So the transaction reads as few shards as it can: the first one nobody
+ * here holds; if that one is short, a lock-free read of all the others (one consistent snapshot)
+ * finds candidates, and only those are read in the transaction. Only the chosen shard is held.
+ *
+ * When that snapshot shows no units anywhere, the order is refused on it, without locking every
+ * shard: a refusal writes no stock, so it can never oversell; at worst it misses a unit released in
+ * the same few milliseconds, as if the buyer had come a moment earlier. Locking all shards instead
+ * would make every sale of the product wait for every refusal, exactly when a sale sells out.
  */
 async function chooseShard(tx: Transaction, db: Firestore, scope: LockScope, sku: string, n: number, request: StockRequest): Promise<ShardChoice> {
   const qty = request.quantities.get(sku) ?? 0;
+  const key = (shard: number) => lockKeys.shard(sku, shard);
+  const toChoice = (shard: number, snapshot: DocumentSnapshot): ShardChoice => ({
+    shard,
+    ref: snapshot.ref,
+    level: { stock: toCount(snapshot.get("stock")), reserved: toCount(snapshot.get("reserved")) },
+  });
+  const read = async (shards: number[]): Promise<ShardChoice[]> =>
+    (await tx.getAll(...shards.map((shard) => stockShardRef(db, sku, shard)))).map((snapshot, i) => toChoice(shards[i], snapshot));
+  const fits = (choice: ShardChoice) => choice.level.stock - choice.level.reserved >= qty;
   const held = request.held?.[sku];
-  const read = async (shard: number): Promise<ShardChoice> => {
-    const ref = stockShardRef(db, sku, shard);
-    const data = (await tx.get(ref)).data();
-    return { shard, ref, level: { stock: toCount(data?.stock), reserved: toCount(data?.reserved) } };
-  };
   if (held !== undefined) {
-    await scope.acquire(lockKeys.shard(sku, held));
-    return read(held);
+    scope.require(key(held));
+    return (await read([held]))[0];
   }
   const start = startShard(request.key, sku, n);
   const probe = Array.from({ length: n }, (_, i) => (start + i) % n);
   const tried: ShardChoice[] = [];
-  const fits = async (shard: number): Promise<ShardChoice | null> => {
-    const choice = await read(shard);
+  // Reads one shard this request holds; keeps holding it only if it fits.
+  const attempt = async (shard: number): Promise<ShardChoice | null> => {
+    const [choice] = await read([shard]);
     tried.push(choice);
-    if (choice.level.stock - choice.level.reserved >= qty) return choice;
-    scope.release(lockKeys.shard(sku, shard));
+    if (fits(choice)) return choice;
+    scope.release(key(shard));
     return null;
   };
+
+  const preferred = probe.find((shard) => scope.tryAcquire(key(shard)));
+  if (preferred !== undefined) {
+    const choice = await attempt(preferred);
+    if (choice !== null) return choice;
+  }
+  const others = probe.filter((shard) => shard !== preferred);
+  const unlocked = await db.getAll(...others.map((shard) => stockShardRef(db, sku, shard)));
+  const candidates = others.filter((shard, i) => fits(toChoice(shard, unlocked[i])));
   const busy: number[] = [];
-  for (const shard of probe) {
-    if (!scope.tryAcquire(lockKeys.shard(sku, shard))) {
+  for (const shard of candidates) {
+    if (tried.length > CANDIDATES_TRIED) break;
+    if (!scope.tryAcquire(key(shard))) {
       busy.push(shard);
       continue;
     }
-    const choice = await fits(shard);
+    const choice = await attempt(shard);
     if (choice !== null) return choice;
   }
-  // Every free shard is short: wait for the busy ones in turn, holding no other shard of this SKU.
-  for (const shard of busy) {
-    await scope.acquire(lockKeys.shard(sku, shard));
-    const choice = await fits(shard);
-    if (choice !== null) return choice;
-  }
-  return tried[0] ?? read(start);
+  // Units are left only in shards other requests here are writing: wait for one, then run again.
+  if (busy.length > 0) throw new LocksWanted([key(busy[0])]);
+  return tried[0] ?? toChoice(others[0], unlocked[0]);
 }
 
 /** Applies signed deltas where the plan read them; the decision has already checked that none goes below zero. */

@@ -8,7 +8,7 @@ import { deadLetterRef } from "../collections/deadLetters";
 import { decide, type DecideOptions } from "../domain/orderMachine";
 import { DeferredError, GRPC_ALREADY_EXISTS, grpcCodeOf, TransientError } from "../errors";
 import { heldShards, planStock, stockRequestFor, writeStockChanges } from "../inventory/stock";
-import { lockKeys, type LocalLocks } from "../concurrency/localLocks";
+import { lockKeys, runTransactionWithLocks, type LocalLocks } from "../concurrency/localLocks";
 
 export interface PipelineOptions extends DecideOptions {
   /** How long `webhookEvents` records are kept before the TTL policy deletes them. */
@@ -51,7 +51,7 @@ export async function applyEvent(
     // Stripe sends several events for one payment at once; they queue here rather than on the order's lock.
     // (An order found by PaymentIntent is only known inside the transaction, too late to wait here.)
     if (byId !== null) await scope.acquire(lockKeys.order(byId));
-    return await db.runTransaction(async (tx) => {
+    return await runTransactionWithLocks(db, scope, async (tx) => {
       const letterRef = deadLetterRef(db, meta.id);
       // One round trip for everything the event's id and order id name; the stock comes after.
       const [existing, letter, byIdSnapshot] = await tx.getAll(eventRef, letterRef, ...(byId !== null ? [orderRef(db, byId).withConverter(null)] : []));

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { LocalLocks, lockKeys } from "../../src/concurrency/localLocks";
+import { LocalLocks, LocksWanted, lockKeys } from "../../src/concurrency/localLocks";
 
 /** A promise and the function that settles it, to hold work open until the test says so. */
 function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
@@ -121,6 +121,46 @@ describe("LocalLocks (per-instance coordination)", () => {
       };
       await Promise.all([run("x", ["a", "b", "c"]), run("y", ["c", "b", "a"])]);
       expect(done.sort()).to.deep.equal(["x", "y"]);
+      expect(locks.heldCount).to.equal(0);
+    });
+
+    it("require takes free keys, and otherwise throws LocksWanted naming the busy ones while holding none of them", () => {
+      const locks = new LocalLocks();
+      const other = locks.scope();
+      other.tryAcquire("b");
+      const scope = locks.scope();
+      scope.require("a");
+      expect(scope.holds("a")).to.equal(true);
+      let wanted: readonly string[] = [];
+      try {
+        scope.require("b", "c");
+      } catch (error) {
+        expect(error).to.be.instanceOf(LocksWanted);
+        wanted = (error as LocksWanted).keys;
+      }
+      expect(wanted).to.deep.equal(["b"]);
+      expect(scope.holds("c")).to.equal(false);
+      expect(scope.holds("a")).to.equal(true);
+      other.releaseAll();
+      scope.releaseAll();
+      expect(locks.heldCount).to.equal(0);
+    });
+
+    it("waitFor lets go of later-ranked keys and takes them back with the wanted one, in order", async () => {
+      const locks = new LocalLocks();
+      const scope = locks.scope();
+      await scope.acquire("1:order", "3:shard");
+      const other = locks.scope();
+      await other.acquire("2:product");
+      const waiting = scope.waitFor(["2:product"]);
+      await drain();
+      // While it waits, it holds nothing ranked after what it waits for: another request can take the shard.
+      expect(scope.holds("3:shard")).to.equal(false);
+      expect(scope.holds("1:order")).to.equal(true);
+      other.releaseAll();
+      await waiting;
+      expect(["1:order", "2:product", "3:shard"].map((k) => scope.holds(k))).to.deep.equal([true, true, true]);
+      scope.releaseAll();
       expect(locks.heldCount).to.equal(0);
     });
 
