@@ -9,7 +9,7 @@ import { onSchedule } from "firebase-functions/v2/scheduler";
 import { listDeadLettersCallable, replayWebhookEventCallable, webhookEventStatusCallable } from "./admin/callables";
 import { STRIPE_WEBHOOK_SECRET } from "./config";
 import { deliverNotification, redriveNotifications } from "./notifications/deliver";
-import { reconcileProduct } from "./inventory/shards";
+import { aggregateShards, reconcileProduct } from "./inventory/shards";
 import { releaseAbandonedReservations, reserveStockForOrder } from "./reservation";
 import { runtime } from "./runtime";
 
@@ -38,8 +38,10 @@ export const releaseAbandonedReservationsSweep = onSchedule("every 5 minutes", a
 });
 
 // Sharded (hot) products: the product document is the sum of its shards; an operator edit is spread over them.
-export const aggregateStockShards = onDocumentWritten({ document: "products/{sku}/stockShards/{shard}", retry: false }, async (event) => {
-  await reconcileProduct(runtime().reservation.db, event.params.sku);
+// Retried: a run lost to contention on the product document could be the last of a burst, and a
+// repeated or late run changes nothing (an older snapshot never overwrites a newer one).
+export const aggregateStockShards = onDocumentWritten({ document: "products/{sku}/stockShards/{shard}", retry: true }, async (event) => {
+  await aggregateShards(runtime().reservation.db, event.params.sku);
 });
 
 export const syncOperatorStockEdit = onDocumentUpdated({ document: "products/{sku}", retry: false }, async (event) => {

@@ -1,4 +1,4 @@
-import type { DocumentReference, Firestore, FirestoreDataConverter, QueryDocumentSnapshot } from "firebase-admin/firestore";
+import { Timestamp, type DocumentReference, type Firestore, type FirestoreDataConverter, type QueryDocumentSnapshot } from "firebase-admin/firestore";
 import { toCount } from "./firestoreValues";
 
 export const PRODUCTS = "products";
@@ -18,6 +18,8 @@ export interface Product {
   shards: number;
   /** For sharded products: the stock total the shards hold; an operator edit of `stock` differs from it. */
   stockSynced?: number;
+  /** For sharded products: the time of the shard snapshot `stock`/`reserved` were summed from. */
+  aggregatedAt?: Timestamp;
 }
 
 export interface StockLevel {
@@ -39,6 +41,7 @@ export const productConverter: FirestoreDataConverter<Product> = {
       reserved: toCount(data.reserved),
       shards: Math.max(1, toCount(data.shards)),
       ...(data.stockSynced === undefined ? {} : { stockSynced: toCount(data.stockSynced) }),
+      ...(data.aggregatedAt instanceof Timestamp ? { aggregatedAt: data.aggregatedAt } : {}),
     };
   },
 };

@@ -55,7 +55,8 @@ export type ReconcileOutcome = "not_sharded" | "unchanged" | "aggregated" | "ope
 export async function reconcileProduct(db: Firestore, sku: string): Promise<ReconcileOutcome> {
   return db.runTransaction(async (tx) => {
     const ref = productRef(db, sku);
-    const product = (await tx.get(ref)).data();
+    const productSnapshot = await tx.get(ref);
+    const product = productSnapshot.data();
     if (product === undefined || product.shards <= 1) return "not_sharded";
     const shardRefs = Array.from({ length: product.shards }, (_, n) => stockShardRef(db, sku, n));
     const levels = (await tx.getAll(...shardRefs)).map((s) => ({ stock: toCount(s.get("stock")), reserved: toCount(s.get("reserved")) }));
@@ -68,7 +69,39 @@ export async function reconcileProduct(db: Firestore, sku: string): Promise<Reco
     const stock = levels.reduce((sum, l, n) => sum + l.stock + deltas[n], 0);
     const reserved = levels.reduce((sum, l) => sum + l.reserved, 0);
     if (edit === 0 && stock === product.stock && reserved === product.reserved && stock === product.stockSynced) return "unchanged";
-    tx.update(ref, { stock, reserved, stockSynced: stock });
+    // The server's time of this read (never a local clock): a later aggregation snapshot is newer.
+    tx.update(ref, { stock, reserved, stockSynced: stock, aggregatedAt: productSnapshot.readTime });
     return edit === 0 ? "aggregated" : "operator_edit_applied";
+  });
+}
+
+export type AggregateOutcome = "not_sharded" | "unchanged" | "operator_edit_pending" | "superseded" | "aggregated";
+
+/**
+ * What the shard trigger runs: sets the product document to its shards' sums. The shards are read
+ * without locks, as one snapshot with the product: a transaction reading every shard would make each
+ * sale of the product wait for each aggregation, during a flash sale twice per order. The write
+ * carries the snapshot's time and a snapshot never overwrites a newer one, so after a burst of shard
+ * writes the last aggregation leaves the exact sums, whatever order the triggers ran in. An operator
+ * edit not yet spread over the shards is left to `reconcileProduct`, which locks them.
+ */
+export async function aggregateShards(db: Firestore, sku: string): Promise<AggregateOutcome> {
+  const ref = productRef(db, sku);
+  const shards = (await ref.get()).data()?.shards ?? 1;
+  if (shards <= 1) return "not_sharded";
+  const [productSnapshot, ...shardSnapshots] = await db.getAll(ref, ...Array.from({ length: shards }, (_, n) => stockShardRef(db, sku, n)));
+  const product = productSnapshot.data();
+  if (product === undefined) return "not_sharded";
+  const stock = shardSnapshots.reduce((sum, s) => sum + toCount(s.get("stock")), 0);
+  const reserved = shardSnapshots.reduce((sum, s) => sum + toCount(s.get("reserved")), 0);
+  if (product.stock === stock && product.reserved === reserved && product.stockSynced === stock) return "unchanged";
+  const snapshotTime = productSnapshot.readTime;
+  return db.runTransaction(async (tx) => {
+    const current = (await tx.get(ref)).data();
+    if (current === undefined) return "not_sharded";
+    if (current.stockSynced !== undefined && current.stock !== current.stockSynced) return "operator_edit_pending";
+    if (current.aggregatedAt !== undefined && current.aggregatedAt.valueOf() >= snapshotTime.valueOf()) return "superseded";
+    tx.update(ref, { stock, reserved, stockSynced: stock, aggregatedAt: snapshotTime });
+    return "aggregated";
   });
 }

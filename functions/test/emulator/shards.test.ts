@@ -1,6 +1,7 @@
 import { expect } from "chai";
-import { configureStockShards } from "../../src/inventory/shards";
-import { createOrder, db, deliver, eventually, orderData, productData, seedProduct, uniqueId, waitForOrderStatus } from "../helpers/emulator";
+import { FieldValue, Timestamp } from "firebase-admin/firestore";
+import { aggregateShards, configureStockShards, reconcileProduct } from "../../src/inventory/shards";
+import { createOrder, db, deliver, eventually, orderData, productData, seedProduct, setBackgroundTriggers, uniqueId, waitForOrderStatus } from "../helpers/emulator";
 import { charge, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /** Issue 5: a hot product split into stock shards behaves like one product, and stays editable in the console. */
@@ -70,5 +71,38 @@ describe("stock shards for a hot product", () => {
     }
     expect(message).to.match(/3 units reserved/);
     expect(await shardSums(sku)).to.deep.equal({ stock: 0, reserved: 0, shards: 0 });
+  });
+
+  it("aggregates from a lock-free snapshot, never over a newer one, and leaves an operator's edit to the reconcile", async () => {
+    const sku = uniqueId("hot");
+    const product = db().collection("products").doc(sku);
+    const shard = (n: number) => product.collection("stockShards").doc(String(n));
+    await setBackgroundTriggers(false);
+    try {
+      await seedProduct(sku, 12);
+      await configureStockShards(db(), sku, 3);
+      await shard(0).update({ reserved: FieldValue.increment(2) });
+      expect(await aggregateShards(db(), sku)).to.equal("aggregated");
+      expect(await productData(sku)).to.deep.equal({ stock: 12, reserved: 2 });
+      expect(await aggregateShards(db(), sku)).to.equal("unchanged");
+
+      // A run whose snapshot is older than the one already written changes nothing.
+      await product.update({ aggregatedAt: Timestamp.fromMillis(Date.now() + 3_600_000) });
+      await shard(1).update({ reserved: FieldValue.increment(1) });
+      expect(await aggregateShards(db(), sku)).to.equal("superseded");
+      expect(await productData(sku)).to.deep.equal({ stock: 12, reserved: 2 });
+      await product.update({ aggregatedAt: FieldValue.delete() });
+
+      // The operator's new figure is not overwritten by the sums; the reconcile spreads it.
+      await product.update({ stock: 20 });
+      expect(await aggregateShards(db(), sku)).to.equal("operator_edit_pending");
+      expect(await productData(sku)).to.deep.equal({ stock: 20, reserved: 2 });
+      expect(await reconcileProduct(db(), sku)).to.equal("operator_edit_applied");
+      expect(await shardSums(sku)).to.deep.equal({ stock: 20, reserved: 3, shards: 3 });
+      expect(await productData(sku)).to.deep.equal({ stock: 20, reserved: 3 });
+      expect(await aggregateShards(db(), sku)).to.equal("unchanged");
+    } finally {
+      await setBackgroundTriggers(true);
+    }
   });
 });
