@@ -19,7 +19,9 @@ export const stripeWebhook = onRequest({ secrets: [STRIPE_WEBHOOK_SECRET], invok
   runtime().webhook(req, res),
 );
 
-export const reserveStockOnOrderCreated = onDocumentCreated({ document: "orders/{orderId}", retry: false }, async (event) => {
+// Retried: a failed run would leave the order `pending` for good; a repeated run skips an order that is
+// no longer `pending`.
+export const reserveStockOnOrderCreated = onDocumentCreated({ document: "orders/{orderId}", retry: true }, async (event) => {
   await reserveStockForOrder(runtime().reservation, event.params.orderId);
 });
 
@@ -44,7 +46,9 @@ export const aggregateStockShards = onDocumentWritten({ document: "products/{sku
   await aggregateShards(runtime().reservation.db, event.params.sku);
 });
 
-export const syncOperatorStockEdit = onDocumentUpdated({ document: "products/{sku}", retry: false }, async (event) => {
+// Retried: a lost run would leave the edit out of the shards until the next sale (the shard trigger
+// makes it up then); a repeated run finds the edit applied and changes nothing.
+export const syncOperatorStockEdit = onDocumentUpdated({ document: "products/{sku}", retry: true }, async (event) => {
   const after = event.data?.after;
   if (after && Number(after.get("shards") ?? 1) > 1 && after.get("stock") !== after.get("stockSynced")) {
     await reconcileProduct(runtime().reservation.db, event.params.sku);

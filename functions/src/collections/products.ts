@@ -27,22 +27,26 @@ export interface StockLevel {
   reserved: number;
 }
 
+/** A product from its stored fields; tolerant of what an operator may type in the console. */
+export function productFromData(sku: string, data: Record<string, unknown>): Product {
+  return {
+    sku,
+    name: typeof data.name === "string" ? data.name : sku,
+    stock: toCount(data.stock),
+    reserved: toCount(data.reserved),
+    shards: Math.max(1, toCount(data.shards)),
+    ...(data.stockSynced === undefined ? {} : { stockSynced: toCount(data.stockSynced) }),
+    ...(data.aggregatedAt instanceof Timestamp ? { aggregatedAt: data.aggregatedAt } : {}),
+  };
+}
+
 export const productConverter: FirestoreDataConverter<Product> = {
   toFirestore(product) {
     const { sku: _sku, ...data } = product as Product;
     return data;
   },
   fromFirestore(snapshot: QueryDocumentSnapshot): Product {
-    const data = snapshot.data();
-    return {
-      sku: snapshot.id,
-      name: typeof data.name === "string" ? data.name : snapshot.id,
-      stock: toCount(data.stock),
-      reserved: toCount(data.reserved),
-      shards: Math.max(1, toCount(data.shards)),
-      ...(data.stockSynced === undefined ? {} : { stockSynced: toCount(data.stockSynced) }),
-      ...(data.aggregatedAt instanceof Timestamp ? { aggregatedAt: data.aggregatedAt } : {}),
-    };
+    return productFromData(snapshot.id, snapshot.data());
   },
 };
 

@@ -70,7 +70,10 @@ export class LocalLocks {
   }
 }
 
-/** Thrown inside a transaction that needs keys another request of this instance holds. */
+/**
+ * Thrown inside a transaction that needs keys another request of this instance holds, or, with no
+ * keys, that decided on a lock-free read which turned out stale and must simply run again.
+ */
 export class LocksWanted extends Error {
   constructor(readonly keys: readonly string[]) {
     super(`waiting for ${keys.join(", ")}`);
@@ -130,6 +133,7 @@ export class LockScope {
    * and waited for again with it, so this request never waits while holding a later key.
    */
   async waitFor(wanted: readonly string[]): Promise<void> {
+    if (wanted.length === 0) return;
     const first = [...wanted].sort()[0];
     const later = [...this.held].filter((key) => key > first);
     for (const key of later) this.release(key);

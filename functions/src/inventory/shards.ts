@@ -1,6 +1,6 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { toCount } from "../collections/firestoreValues";
-import { productRef, stockShardRef, type StockLevel } from "../collections/products";
+import { productFromData, productRef, stockShardRef, type StockLevel } from "../collections/products";
 
 /**
  * Hot products keep their stock in N shards (`products/{sku}/stockShards/{n}`) so that concurrent
@@ -68,14 +68,20 @@ export async function reconcileProduct(db: Firestore, sku: string): Promise<Reco
     });
     const stock = levels.reduce((sum, l, n) => sum + l.stock + deltas[n], 0);
     const reserved = levels.reduce((sum, l) => sum + l.reserved, 0);
-    if (edit === 0 && stock === product.stock && reserved === product.reserved && stock === product.stockSynced) return "unchanged";
-    // The server's time of this read (never a local clock): a later aggregation snapshot is newer.
-    tx.update(ref, { stock, reserved, stockSynced: stock, aggregatedAt: productSnapshot.readTime });
+    // Stamped with this transaction's read time (the server's clock: the emulator's serverTimestamp is
+    // not its commit time): an aggregation snapshot older than these locked reads never overwrites them.
+    // One taken while this commits may; the aggregations of the shard writes below come after it.
+    const aggregatedAt = productSnapshot.readTime;
+    if (edit === 0 && stock === product.stock && reserved === product.reserved && stock === product.stockSynced) {
+      tx.update(ref, { aggregatedAt });
+      return "unchanged";
+    }
+    tx.update(ref, { stock, reserved, stockSynced: stock, aggregatedAt });
     return edit === 0 ? "aggregated" : "operator_edit_applied";
   });
 }
 
-export type AggregateOutcome = "not_sharded" | "unchanged" | "operator_edit_pending" | "superseded" | "aggregated";
+export type AggregateOutcome = "not_sharded" | "unchanged" | "superseded" | "aggregated" | `reconciled:${ReconcileOutcome}`;
 
 /**
  * What the shard trigger runs: sets the product document to its shards' sums. The shards are read
@@ -83,25 +89,38 @@ export type AggregateOutcome = "not_sharded" | "unchanged" | "operator_edit_pend
  * sale of the product wait for each aggregation, during a flash sale twice per order. The write
  * carries the snapshot's time and a snapshot never overwrites a newer one, so after a burst of shard
  * writes the last aggregation leaves the exact sums, whatever order the triggers ran in. An operator
- * edit not yet spread over the shards is left to `reconcileProduct`, which locks them.
+ * edit not yet spread over the shards goes to `reconcileProduct`, which locks them: a lost run of the
+ * edit trigger is made up by the next shard write.
  */
 export async function aggregateShards(db: Firestore, sku: string): Promise<AggregateOutcome> {
   const ref = productRef(db, sku);
   const shards = (await ref.get()).data()?.shards ?? 1;
   if (shards <= 1) return "not_sharded";
-  const [productSnapshot, ...shardSnapshots] = await db.getAll(ref, ...Array.from({ length: shards }, (_, n) => stockShardRef(db, sku, n)));
-  const product = productSnapshot.data();
-  if (product === undefined) return "not_sharded";
+  const [productSnapshot, ...shardSnapshots] = await db.getAll(ref.withConverter(null), ...Array.from({ length: shards }, (_, n) => stockShardRef(db, sku, n)));
+  const data = productSnapshot.data();
+  if (data === undefined) return "not_sharded";
+  const product = productFromData(sku, data);
+  if (editPending(product)) return `reconciled:${await reconcileProduct(db, sku)}`;
   const stock = shardSnapshots.reduce((sum, s) => sum + toCount(s.get("stock")), 0);
   const reserved = shardSnapshots.reduce((sum, s) => sum + toCount(s.get("reserved")), 0);
-  if (product.stock === stock && product.reserved === reserved && product.stockSynced === stock) return "unchanged";
+  // Equal figures are only settled when the last aggregation saw every shard write in this snapshot:
+  // otherwise an older aggregation still in flight could commit its figures after this one returned.
+  const lastShardWrite = shardSnapshots.reduce((latest, s) => (s.updateTime !== undefined && s.updateTime.valueOf() > latest ? s.updateTime.valueOf() : latest), "");
+  const settled = product.aggregatedAt !== undefined && product.aggregatedAt.valueOf() >= lastShardWrite;
+  if (settled && product.stock === stock && product.reserved === reserved && product.stockSynced === stock) return "unchanged";
   const snapshotTime = productSnapshot.readTime;
-  return db.runTransaction(async (tx) => {
+  const outcome = await db.runTransaction(async (tx): Promise<AggregateOutcome | "edit_pending"> => {
     const current = (await tx.get(ref)).data();
     if (current === undefined) return "not_sharded";
-    if (current.stockSynced !== undefined && current.stock !== current.stockSynced) return "operator_edit_pending";
+    if (editPending(current)) return "edit_pending";
     if (current.aggregatedAt !== undefined && current.aggregatedAt.valueOf() >= snapshotTime.valueOf()) return "superseded";
     tx.update(ref, { stock, reserved, stockSynced: stock, aggregatedAt: snapshotTime });
     return "aggregated";
   });
+  return outcome === "edit_pending" ? `reconciled:${await reconcileProduct(db, sku)}` : outcome;
+}
+
+/** An operator changed `stock` and the change is not in the shards yet (or the product predates `stockSynced`). */
+function editPending(product: { stock: number; stockSynced?: number }): boolean {
+  return product.stockSynced === undefined || product.stock !== product.stockSynced;
 }

@@ -97,6 +97,12 @@ export async function planStock(tx: Transaction, db: Firestore, request: StockRe
     const snapshots = await tx.getAll(...plain.map((sku) => productRef(db, sku)));
     for (const snapshot of snapshots) {
       const product = snapshot.data();
+      if (product !== undefined && product.shards > 1) {
+        // Split into shards after the lock-free count was read (configureStockShards): a reservation
+        // cannot be on it (it refuses to split while anything is reserved), so decide again with shards.
+        if (request.reserved === true) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
+        throw new LocksWanted([]);
+      }
       plan.refs.set(snapshot.id, snapshot.ref);
       if (product) plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
     }
@@ -162,10 +168,16 @@ async function chooseShard(tx: Transaction, db: Firestore, scope: LockScope, sku
     return null;
   };
 
+  // Keys of this SKU held from an earlier attempt (or waited for) but not chosen now are let go.
+  const choose = (choice: ShardChoice): ShardChoice => {
+    for (const shard of probe) if (shard !== choice.shard) scope.release(key(shard));
+    return choice;
+  };
+
   const preferred = probe.find((shard) => scope.tryAcquire(key(shard)));
   if (preferred !== undefined) {
     const choice = await attempt(preferred);
-    if (choice !== null) return choice;
+    if (choice !== null) return choose(choice);
   }
   const others = probe.filter((shard) => shard !== preferred);
   const unlocked = await db.getAll(...others.map((shard) => stockShardRef(db, sku, shard)));
@@ -178,10 +190,13 @@ async function chooseShard(tx: Transaction, db: Firestore, scope: LockScope, sku
       continue;
     }
     const choice = await attempt(shard);
-    if (choice !== null) return choice;
+    if (choice !== null) return choose(choice);
   }
   // Units are left only in shards other requests here are writing: wait for one, then run again.
   if (busy.length > 0) throw new LocksWanted([key(busy[0])]);
+  // The snapshot showed units that other instances took before this transaction read them (or more
+  // candidates than it tries): run again on a new snapshot. Only a snapshot without units refuses.
+  if (candidates.length > 0) throw new LocksWanted([]);
   return tried[0] ?? toChoice(others[0], unlocked[0]);
 }
 

@@ -73,7 +73,7 @@ describe("stock shards for a hot product", () => {
     expect(await shardSums(sku)).to.deep.equal({ stock: 0, reserved: 0, shards: 0 });
   });
 
-  it("aggregates from a lock-free snapshot, never over a newer one, and leaves an operator's edit to the reconcile", async () => {
+  it("aggregates from a lock-free snapshot, never over a newer one, and applies an operator's edit through the reconcile", async () => {
     const sku = uniqueId("hot");
     const product = db().collection("products").doc(sku);
     const shard = (n: number) => product.collection("stockShards").doc(String(n));
@@ -86,21 +86,30 @@ describe("stock shards for a hot product", () => {
       expect(await productData(sku)).to.deep.equal({ stock: 12, reserved: 2 });
       expect(await aggregateShards(db(), sku)).to.equal("unchanged");
 
+      // Equal figures are not settled while a shard was written after the last aggregation's snapshot:
+      // an older aggregation could still commit. The run stamps them as seen.
+      await shard(2).update({ reserved: FieldValue.increment(1) });
+      await product.update({ reserved: 3 });
+      expect(await aggregateShards(db(), sku)).to.equal("aggregated");
+      expect(await aggregateShards(db(), sku)).to.equal("unchanged");
+
       // A run whose snapshot is older than the one already written changes nothing.
       await product.update({ aggregatedAt: Timestamp.fromMillis(Date.now() + 3_600_000) });
       await shard(1).update({ reserved: FieldValue.increment(1) });
       expect(await aggregateShards(db(), sku)).to.equal("superseded");
-      expect(await productData(sku)).to.deep.equal({ stock: 12, reserved: 2 });
+      expect(await productData(sku)).to.deep.equal({ stock: 12, reserved: 3 });
       await product.update({ aggregatedAt: FieldValue.delete() });
 
-      // The operator's new figure is not overwritten by the sums; the reconcile spreads it.
+      // The operator's new figure is not overwritten by the sums: the run spreads it over the shards.
       await product.update({ stock: 20 });
-      expect(await aggregateShards(db(), sku)).to.equal("operator_edit_pending");
-      expect(await productData(sku)).to.deep.equal({ stock: 20, reserved: 2 });
-      expect(await reconcileProduct(db(), sku)).to.equal("operator_edit_applied");
-      expect(await shardSums(sku)).to.deep.equal({ stock: 20, reserved: 3, shards: 3 });
-      expect(await productData(sku)).to.deep.equal({ stock: 20, reserved: 3 });
+      expect(await aggregateShards(db(), sku)).to.equal("reconciled:operator_edit_applied");
+      expect(await shardSums(sku)).to.deep.equal({ stock: 20, reserved: 4, shards: 3 });
+      expect(await productData(sku)).to.deep.equal({ stock: 20, reserved: 4 });
+      // The reconcile's shard writes come after its read time: the next run stamps them as seen.
+      expect(await aggregateShards(db(), sku)).to.equal("aggregated");
       expect(await aggregateShards(db(), sku)).to.equal("unchanged");
+      expect(await reconcileProduct(db(), sku)).to.equal("unchanged");
+      expect(await productData(sku)).to.deep.equal({ stock: 20, reserved: 4 });
     } finally {
       await setBackgroundTriggers(true);
     }
