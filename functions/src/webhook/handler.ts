@@ -76,12 +76,12 @@ export function createWebhookHandler(deps: WebhookDeps): (req: WebhookRequest, r
         attempt: null,
       });
     }
-    meta = eventMeta(verified.event);
-    const eventMetaOfRequest = meta;
+    const event = eventMeta(verified.event);
+    meta = event;
     // Copies of one event that arrive together (a retry storm) share the first copy's work: one
     // transaction instead of a hundred queuing on the same order, and one attempt counted if it fails.
-    const flight = await deps.locks.coalesce(`event:${meta.id}`, () => deliver(deps, eventMetaOfRequest, verified, receivedAt));
-    const reply = flight.leader ? flight.value : followerReply(flight.value, meta.id);
+    const flight = await deps.locks.coalesce(`event:${event.id}`, () => deliver(deps, event, verified, receivedAt));
+    const reply = flight.leader ? flight.value : followerReply(flight.value, event.id);
     return finish(reply.httpStatus, reply.body, reply.log);
   };
 }
