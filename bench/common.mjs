@@ -168,3 +168,21 @@ export function cpuPerOp(before, after, ops) {
   const per = (k) => (before[k] === null || after[k] === null || ops === 0 ? null : Math.round(((after[k] - before[k]) / ops) * 100) / 100);
   return { emulator: per("emulator"), server: per("server"), bench: per("bench") };
 }
+
+/**
+ * Firestore transactions per completed operation, from two readings of GroupCommit's counters:
+ * shared transactions plus those run alone (retries inside one runTransaction are not counted).
+ */
+export function transactionsPerOp(before, after, ops) {
+  if (!before || !after || ops === 0) return null;
+  const d = (k) => after[k] - before[k];
+  return {
+    per_op: Math.round(((d("groups") + d("alone")) / ops) * 1000) / 1000,
+    shared: d("groups"),
+    shared_members: d("members"),
+    shared_failed: d("failedGroups"),
+    left_out_overlapping: d("overlaps"),
+    alone: d("alone"),
+    read_rounds: d("rounds"),
+  };
+}

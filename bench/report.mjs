@@ -14,6 +14,7 @@ const COLUMNS = [
   ["ok/s", (r) => fmt(r.throughput_per_s), "r"],
   ["non-2xx", (r) => r.non_2xx, "r"],
   ["cpu ms/op emu+fn", (r) => cpuCell(r.cpu_ms_per_op), "r"],
+  ["tx/op", (r) => fmt(r.firestore_transactions?.per_op), "r"],
   ["invariants", (r) => (r.invariants_ok ? "ok" : "FAILED"), "l"],
   ["notes", (r) => [r.timed_out ? `timed out after ${r.budget_s} s` : "", r.skipped ? "skipped" : ""].filter(Boolean).join("; "), "l"],
 ];

@@ -29,6 +29,7 @@ import {
   ROOT,
   assertLoopbackHost,
   cpuPerOp,
+  transactionsPerOp,
   cpuSnapshot,
   emulatorDb,
   findEmulatorPid,
@@ -132,6 +133,7 @@ function paymentEvent(order) {
 async function reserveAll(label, orders, concurrency, budgetMs) {
   const deps = { db, now: () => new Date(), locks: triggerLocks };
   const cpuBefore = cpuNow();
+  const txBefore = { ...triggerLocks.transactions(db).stats };
   const load = await runLoad({
     label,
     total: orders.length,
@@ -146,6 +148,7 @@ async function reserveAll(label, orders, concurrency, budgetMs) {
   });
   // The reservations run in this process, as the trigger's code: it is the "function" here.
   load.cpu = { ...cpuPerOp(cpuBefore, cpuNow(), load.completed), handler: "bench" };
+  load.transactions = transactionsPerOp(txBefore, triggerLocks.transactions(db).stats, load.completed);
   const still = await settle(load.unsettled, OP_TIMEOUT_MS);
   if (still > 0) log(`  [${label}] ${still} reservation(s) still unsettled after waiting`);
   const outcomes = new Map(
@@ -244,6 +247,7 @@ async function deliverAll({ label, fn, bodies, concurrency, budgetMs }) {
   agents.push(agent);
   const port = serverPorts[fn];
   const cpuBefore = cpuNow();
+  const txBefore = (await ask({ type: "stats", name: fn })).transactions;
   const load = await runLoad({
     label,
     total: bodies.length,
@@ -264,6 +268,8 @@ async function deliverAll({ label, fn, bodies, concurrency, budgetMs }) {
   load.cpu = { ...cpuPerOp(cpuBefore, cpuNow(), load.completed), handler: "server" };
   if (stillRunning > 0) log(`  [${label}] the server still has ${stillRunning} request(s) in flight`);
   const stats = await ask({ type: "stats", name: fn, reset: true });
+  // The baseline handler runs its own transaction per event, outside GroupCommit.
+  if (fn !== "baseline") load.transactions = transactionsPerOp(txBefore, stats.transactions, load.completed);
   agent.destroy();
   return { load, stats };
 }
@@ -368,6 +374,7 @@ function record(name, { load, stats, invariants, extra = {}, budgetMs }) {
     non_2xx: load.failed,
     invariants_ok: invariants.ok,
     cpu_ms_per_op: load.cpu,
+    firestore_transactions: load.transactions ?? undefined,
     server_p50_ms: round(percentile(serverDurations, 50)),
     server_p95_ms: round(percentile(serverDurations, 95)),
     outcomes: outcomeCounts(load.results),
@@ -386,6 +393,7 @@ function record(name, { load, stats, invariants, extra = {}, budgetMs }) {
       `invariants ${invariants.ok ? "ok" : "FAILED"}`,
   );
   log(`  [${name}] outcomes ${JSON.stringify(row.outcomes)}; firestore ${JSON.stringify(invariants.counts)}`);
+  if (load.transactions) log(`  [${name}] Firestore transactions per operation: ${load.transactions.per_op} (${load.transactions.shared} shared by ${load.transactions.shared_members} members, ${load.transactions.shared_failed} of them failed; ${load.transactions.alone} alone)`);
   if (load.cpu) log(`  [${name}] CPU ms per operation: emulator ${load.cpu.emulator ?? "n/a"}, function server ${load.cpu.server ?? "n/a"}, bench client ${load.cpu.bench}`);
   for (const c of failed) log(`  [${name}] INVARIANT FAILED: ${c.name}: ${c.detail}`);
   return row;
@@ -541,6 +549,7 @@ async function main() {
         throughput_per_s: "successful (2xx / reservation returned) operations per second of phase wall time, drain included",
         non_2xx: "answers outside 2xx, client timeouts and network errors; reserve phases: calls that threw or timed out",
         server_p50_ms: "handler time measured inside the functions-framework process",
+        firestore_transactions: "Firestore transactions the handler ran (GroupCommit counters): shared ones (several deliveries in one commit) plus those run alone, per completed operation; baseline runs its own transaction per event and reports none",
         cpu_ms_per_op: "CPU time (user + system, from /proc) per completed operation of the emulator JVM, the functions-framework process (server) and the bench process (which also runs the reserve phases' handler: handler = bench)",
       },
     },

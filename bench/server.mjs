@@ -51,10 +51,11 @@ function instrumented(name, handler) {
   };
 }
 
+const locks = new LocalLocks();
 const webhook = createWebhookHandler({
   db,
   now: () => new Date(),
-  locks: new LocalLocks(),
+  locks,
   options: { restockOnRefund: true, webhookEventTtlDays: 30 },
   failure: { maxDeliveryAttempts: 5 },
   webhookSecrets: () => [secret],
@@ -115,7 +116,8 @@ process.on("message", async (message) => {
   if (message?.type === "stats") {
     const name = message.name;
     const s = statsFor(name);
-    const reply = { type: "stats", id: message.id, name, inflight: s.inflight, byStatus: s.byStatus, byResult: s.byResult, durations: s.durations, lastErrors: s.lastErrors ?? [] };
+    const transactions = { ...locks.transactions(db).stats };
+    const reply = { type: "stats", id: message.id, name, inflight: s.inflight, byStatus: s.byStatus, byResult: s.byResult, durations: s.durations, lastErrors: s.lastErrors ?? [], transactions };
     if (message.reset) Object.assign(s, { byStatus: {}, byResult: {}, durations: [], lastErrors: [] });
     process.send(reply);
   } else if (message?.type === "stop") {

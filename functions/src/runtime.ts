@@ -15,6 +15,7 @@ import { logProvider, type NotificationProvider } from "./notifications/provider
 import { smtpProviderFromEnv } from "./notifications/smtpProvider";
 import { getAuth } from "firebase-admin/auth";
 import type { App } from "firebase-admin/app";
+import { DEFAULT_GROUP_COMMIT } from "./concurrency/groupCommit";
 import { LocalLocks } from "./concurrency/localLocks";
 import { DEFAULT_ABANDON_POLICY, type ReservationDeps } from "./reservation";
 import { parseWebhookSecrets } from "./stripe/signature";
@@ -41,7 +42,10 @@ function build(): Runtime {
   const db: Firestore = getFirestore(app);
   const now = () => new Date();
   // One per instance, shared by the webhook and the triggers it runs beside.
-  const locks = new LocalLocks();
+  const locks = new LocalLocks({
+    ...DEFAULT_GROUP_COMMIT,
+    onGroupFailure: (failure) => logger.warn("shared transaction failed; its members ran alone", { ...failure }),
+  });
   const webhookDeps: WebhookDeps = {
     db,
     now,

@@ -1,4 +1,5 @@
-import type { Firestore, Transaction } from "firebase-admin/firestore";
+import type { Firestore } from "firebase-admin/firestore";
+import { DEFAULT_GROUP_COMMIT, GroupCommit, type GroupCommitOptions, type TransactionBody } from "./groupCommit";
 
 /**
  * Coordination between the concurrent requests of ONE function instance (a v2 function serves up to 80
@@ -12,12 +13,18 @@ import type { Firestore, Transaction } from "firebase-admin/firestore";
  * Two rules keep these waits from ever deadlocking, with each other or with Firestore's own locks:
  * keys are waited for in one global order (`LockScope.acquire`), and never inside a transaction: a
  * transaction only takes free keys (`LockScope.require`) and otherwise gives up its attempt, so the
- * wait happens with no Firestore lock held (`runTransactionWithLocks`).
+ * wait happens with no Firestore lock held (`runTransactionWithLocks`; in a group commit, a member's
+ * failure reaches it only once the shared transaction has ended).
+ *
+ * The instance's transactions themselves run through its group commit (`transactions`, see GroupCommit).
  */
 export class LocalLocks {
   /** Held keys → resolvers of the requests waiting for them, in arrival order. */
   private readonly queues = new Map<string, Array<() => void>>();
   private readonly flights = new Map<string, Promise<unknown>>();
+  private readonly groups = new WeakMap<Firestore, GroupCommit>();
+
+  constructor(private readonly groupCommit: GroupCommitOptions = DEFAULT_GROUP_COMMIT) {}
 
   /** A set of keys held for one unit of work; release them all with `releaseAll()` in a `finally`. */
   scope(): LockScope {
@@ -38,6 +45,16 @@ export class LocalLocks {
     } finally {
       this.flights.delete(key);
     }
+  }
+
+  /** This instance's group commit on `db`: the transactions its requests run together (see GroupCommit). */
+  transactions(db: Firestore): GroupCommit {
+    let group = this.groups.get(db);
+    if (group === undefined) {
+      group = new GroupCommit(db, this.groupCommit);
+      this.groups.set(db, group);
+    }
+    return group;
   }
 
   /** How many keys are held: for tests and diagnostics. */
@@ -88,6 +105,11 @@ export class LockScope {
   private readonly held = new Set<string>();
 
   constructor(private readonly locks: LocalLocks) {}
+
+  /** Runs a transaction in this instance's group commit on `db`. */
+  transaction<T>(db: Firestore, body: TransactionBody<T>): Promise<T> {
+    return this.locks.transactions(db).run(body);
+  }
 
   /** Waits for every key not yet held, in sorted order. Never call it inside a transaction. */
   async acquire(...keys: string[]): Promise<void> {
@@ -148,10 +170,10 @@ const MAX_LOCK_ROUNDS = 10;
  * `db.runTransaction(body)`, where `body` may throw LocksWanted: the attempt is rolled back (so this
  * request holds no Firestore lock), the keys are waited for, and the transaction runs again holding them.
  */
-export async function runTransactionWithLocks<T>(db: Firestore, scope: LockScope, body: (tx: Transaction) => Promise<T>): Promise<T> {
+export async function runTransactionWithLocks<T>(db: Firestore, scope: LockScope, body: TransactionBody<T>): Promise<T> {
   for (let round = 1; ; round++) {
     try {
-      return await db.runTransaction(body);
+      return await scope.transaction(db, body);
     } catch (error) {
       if (!(error instanceof LocksWanted) || round >= MAX_LOCK_ROUNDS) throw error;
       await scope.waitFor(error.keys);

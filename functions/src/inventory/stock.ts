@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore, type Transaction } from "firebase-admin/firestore";
+import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
 import { productRef, stockShardRef, type StockLevel } from "../collections/products";
 import type { StockChange } from "../domain/orderMachine";
 import { toCount } from "../collections/firestoreValues";
 import { quantitiesBySku, type Order } from "../collections/orders";
+import type { TransactionLike } from "../concurrency/groupCommit";
 import { lockKeys, LocksWanted, type LockScope } from "../concurrency/localLocks";
 
 /**
@@ -71,15 +72,17 @@ export function startShard(key: string, sku: string, shards: number): number {
  * requests of this instance queue for it instead of locking each other out in Firestore; a new
  * reservation on a sharded product prefers a shard nobody in this instance is using.
  */
-export async function planStock(tx: Transaction, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
+export async function planStock(tx: TransactionLike, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
   const plan: StockPlan = { levels: new Map(), refs: new Map(), shards: {} };
   const skus = [...request.quantities.keys()].sort();
   const toRead: string[] = [];
   for (const sku of skus) {
     const shard = request.held?.[sku];
     if (request.reserved === true && shard !== undefined) {
-      // A lower bound, which is all that consuming or releasing this reservation needs: no read, and the
-      // write is a blind increment that no other request waits for.
+      // A lower bound, which is all that consuming or releasing this reservation needs: no read, just a
+      // blind increment. The key is still taken: a transaction of this instance that read the shard
+      // holds it until commit, and a write to it would wait on that read inside Firestore.
+      scope.require(lockKeys.shard(sku, shard));
       const qty = request.quantities.get(sku) ?? 0;
       plan.levels.set(sku, { stock: qty, reserved: qty });
       plan.refs.set(sku, stockShardRef(db, sku, shard));
@@ -140,7 +143,7 @@ const CANDIDATES_TRIED = 3;
  * the same few milliseconds, as if the buyer had come a moment earlier. Locking all shards instead
  * would make every sale of the product wait for every refusal, exactly when a sale sells out.
  */
-async function chooseShard(tx: Transaction, db: Firestore, scope: LockScope, sku: string, n: number, request: StockRequest): Promise<ShardChoice> {
+async function chooseShard(tx: TransactionLike, db: Firestore, scope: LockScope, sku: string, n: number, request: StockRequest): Promise<ShardChoice> {
   const qty = request.quantities.get(sku) ?? 0;
   const key = (shard: number) => lockKeys.shard(sku, shard);
   const toChoice = (shard: number, snapshot: DocumentSnapshot): ShardChoice => ({
@@ -159,18 +162,17 @@ async function chooseShard(tx: Transaction, db: Firestore, scope: LockScope, sku
   const start = startShard(request.key, sku, n);
   const probe = Array.from({ length: n }, (_, i) => (start + i) % n);
   const tried: ShardChoice[] = [];
-  // Reads one shard this request holds; keeps holding it only if it fits.
+  // Reads one shard this request holds. It keeps the key even if the shard is short: the read holds
+  // the document in Firestore until commit, and nobody here should write it before then.
   const attempt = async (shard: number): Promise<ShardChoice | null> => {
     const [choice] = await read([shard]);
     tried.push(choice);
-    if (fits(choice)) return choice;
-    scope.release(key(shard));
-    return null;
+    return fits(choice) ? choice : null;
   };
 
-  // Keys of this SKU held from an earlier attempt (or waited for) but not chosen now are let go.
+  // Keys of this SKU held from an earlier attempt (or waited for) and not read now are let go.
   const choose = (choice: ShardChoice): ShardChoice => {
-    for (const shard of probe) if (shard !== choice.shard) scope.release(key(shard));
+    for (const shard of probe) if (!tried.some((t) => t.shard === shard)) scope.release(key(shard));
     return choice;
   };
 
@@ -197,11 +199,11 @@ async function chooseShard(tx: Transaction, db: Firestore, scope: LockScope, sku
   // The snapshot showed units that other instances took before this transaction read them (or more
   // candidates than it tries): run again on a new snapshot. Only a snapshot without units refuses.
   if (candidates.length > 0) throw new LocksWanted([]);
-  return tried[0] ?? toChoice(others[0], unlocked[0]);
+  return choose(tried[0] ?? toChoice(others[0], unlocked[0]));
 }
 
 /** Applies signed deltas where the plan read them; the decision has already checked that none goes below zero. */
-export function writeStockChanges(tx: Transaction, plan: StockPlan, changes: readonly StockChange[]): void {
+export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes: readonly StockChange[]): void {
   for (const change of changes) {
     const ref = plan.refs.get(change.sku);
     if (ref === undefined) throw new Error(`No stock location planned for ${change.sku}`);

@@ -1,4 +1,4 @@
-import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
+import type { DocumentReference, DocumentSnapshot, Firestore } from "firebase-admin/firestore";
 import { auditLog, type AuditEntry } from "../collections/auditLog";
 import { notificationRef, queuedNotification, type NotificationDraft } from "../collections/notifications";
 import { orderFromData, orderRef, ordersByPaymentIntent, type Order, type OrderPatch } from "../collections/orders";
@@ -8,7 +8,8 @@ import { deadLetterRef } from "../collections/deadLetters";
 import { decide, type DecideOptions } from "../domain/orderMachine";
 import { DeferredError, GRPC_ALREADY_EXISTS, grpcCodeOf, TransientError } from "../errors";
 import { heldShards, planStock, stockRequestFor, writeStockChanges } from "../inventory/stock";
-import { lockKeys, runTransactionWithLocks, type LocalLocks } from "../concurrency/localLocks";
+import type { TransactionLike } from "../concurrency/groupCommit";
+import { lockKeys, runTransactionWithLocks, type LocalLocks, type LockScope } from "../concurrency/localLocks";
 
 export interface PipelineOptions extends DecideOptions {
   /** How long `webhookEvents` records are kept before the TTL policy deletes them. */
@@ -49,7 +50,7 @@ export async function applyEvent(
   const byId = translation.kind === "command" && translation.ref.by === "orderId" ? translation.ref.orderId : null;
   try {
     // Stripe sends several events for one payment at once; they queue here rather than on the order's lock.
-    // (An order found by PaymentIntent is only known inside the transaction, too late to wait here.)
+    // (An order found by PaymentIntent is only known inside the transaction: it is taken there.)
     if (byId !== null) await scope.acquire(lockKeys.order(byId));
     return await runTransactionWithLocks(db, scope, async (tx) => {
       const letterRef = deadLetterRef(db, meta.id);
@@ -61,7 +62,7 @@ export async function applyEvent(
           ? null
           : translation.ref.by === "orderId"
             ? orderFromSnapshot(byIdSnapshot)
-            : await findOrderByPaymentIntent(tx, db, translation.ref.paymentIntentId);
+            : await findOrderByPaymentIntent(tx, db, translation.ref.paymentIntentId, scope);
       const earlierAttempts = letter.exists ? Number(letter.get("attempts") ?? 0) : 0;
       const record = (status: WebhookEventStatus, result: string, orderId: string | null): ApplyOutcome => {
         writeEventRecord(tx, eventRef, deps, meta, receivedAt, { status, result, orderId }, replay);
@@ -98,7 +99,7 @@ export async function applyEvent(
 }
 
 export function writeEventRecord(
-  tx: Transaction,
+  tx: TransactionLike,
   eventRef: DocumentReference,
   deps: Pick<PipelineDeps, "now" | "options">,
   meta: EventMeta,
@@ -122,11 +123,11 @@ export function writeEventRecord(
   else tx.create(eventRef, record);
 }
 
-export function writeAudit(tx: Transaction, db: Firestore, entry: AuditEntry): void {
+export function writeAudit(tx: TransactionLike, db: Firestore, entry: AuditEntry): void {
   tx.create(auditLog(db).doc(), entry);
 }
 
-export function queueNotifications(tx: Transaction, db: Firestore, drafts: readonly NotificationDraft[], now: Date): void {
+export function queueNotifications(tx: TransactionLike, db: Firestore, drafts: readonly NotificationDraft[], now: Date): void {
   for (const draft of drafts) tx.create(notificationRef(db, draft.id), queuedNotification(draft, now));
 }
 
@@ -141,12 +142,15 @@ function orderFromSnapshot(snapshot: DocumentSnapshot): Order | null {
   return data === undefined ? null : orderFromData(snapshot.id, data);
 }
 
-async function findOrderByPaymentIntent(tx: Transaction, db: Firestore, paymentIntentId: string): Promise<Order | null> {
+async function findOrderByPaymentIntent(tx: TransactionLike, db: Firestore, paymentIntentId: string, scope: LockScope): Promise<Order | null> {
   const matches = await tx.get(ordersByPaymentIntent(db, paymentIntentId));
   if (matches.size > 1) {
     throw new DeferredError(`Several orders claim PaymentIntent ${paymentIntentId}`, "ambiguous_payment_intent");
   }
-  return matches.empty ? null : matches.docs[0].data();
+  if (matches.empty) return null;
+  // Known only now: take its key like a delivery that named the order did before its transaction.
+  scope.require(lockKeys.order(matches.docs[0].id));
+  return matches.docs[0].data();
 }
 
 function refOrderId(ref: OrderRef): string | null {

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { LocalLocks } from "../../src/concurrency/localLocks";
 import { configureStockShards } from "../../src/inventory/shards";
 import { reserveStockForOrder } from "../../src/reservation";
-import { countWhere, createOrder, db, eventually, orderData, reservedOrder, seedProduct, uniqueId, waitForOrderStatus } from "../helpers/emulator";
+import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, uniqueId, waitForOrderStatus } from "../helpers/emulator";
 import { countingTransactions, invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { charge, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
@@ -62,6 +62,30 @@ describe("one instance under concurrent load", () => {
     const retry = await invoke(failing, paid);
     expect(retry.body).to.include({ status: "processed", result: "finalized" });
     expect((await db().collection("deadLetters").doc(paid.id).get()).get("status")).to.equal("replayed");
+  });
+
+  it("pays 30 orders over 3 products in one burst in far fewer transactions than deliveries, each exactly once", async () => {
+    const skus = [uniqueId("sku"), uniqueId("sku"), uniqueId("sku")];
+    await Promise.all(skus.map((sku) => seedProduct(sku, 20)));
+    const orders = Array.from({ length: 30 }, (_, i) => ({ id: uniqueId("order"), sku: skus[i % 3], qty: 1 + (i % 2) }));
+    await Promise.all(orders.map((o) => createOrder({ id: o.id, items: [{ sku: o.sku, qty: o.qty }], amount: 300 * o.qty })));
+    await Promise.all(orders.map((o) => waitForOrderStatus(o.id, "reserved")));
+
+    const counted = countingTransactions(db());
+    const deps = webhookDeps(counted.db);
+    const events = orders.map((o) => event("payment_intent.succeeded", paymentIntent({ amount: 300 * o.qty, orderId: o.id })));
+    const answers = await Promise.all(events.map((e) => invoke(deps, e)));
+
+    expect(answers.map((a) => `${a.status} ${String(a.body.result)}`)).to.deep.equal(Array(30).fill("200 finalized"));
+    expect(await statusesOf(orders.map((o) => o.id))).to.deep.equal({ finalized: 30 });
+    for (const sku of skus) {
+      const sold = orders.filter((o) => o.sku === sku).reduce((sum, o) => sum + o.qty, 0);
+      expect(await productData(sku)).to.include({ stock: 20 - sold, reserved: 0 });
+    }
+    for (const e of events) expect(await countWhere("auditLog", "eventId", e.id)).to.equal(1);
+    // Three products: deliveries for the same one take turns, the others share a commit.
+    expect(counted.count()).to.be.at.most(15);
+    expect(deps.locks.heldCount).to.equal(0);
   });
 
   it("applies a PaymentIntent's success and its charge's, arriving together, once and without a lock stall", async () => {

@@ -1,0 +1,197 @@
+import { expect } from "chai";
+import type { DocumentReference } from "firebase-admin/firestore";
+import { GroupCommit, type GroupCommitOptions } from "../../src/concurrency/groupCommit";
+import { productRef } from "../../src/collections/products";
+import { db, seedProduct, uniqueId } from "../helpers/emulator";
+import { countingTransactions } from "../helpers/inProcess";
+
+/**
+ * Group commit against the real emulator: transactions started together share one Firestore
+ * transaction, and each member's outcome is the one it would have had alone.
+ */
+
+const OPTIONS: GroupCommitOptions = { maxMembers: 50, maxInFlight: 1, readRoundMs: 25 };
+
+/** `n` input documents holding 0..n-1, and where each member writes its output. */
+async function fixture(n: number): Promise<{ input: (i: number) => DocumentReference; output: (i: number) => DocumentReference }> {
+  const run = db().collection("groupCommit").doc(uniqueId("run"));
+  const input = (i: number) => run.collection("in").doc(String(i));
+  const output = (i: number) => run.collection("out").doc(String(i));
+  const batch = db().batch();
+  for (let i = 0; i < n; i++) batch.set(input(i), { value: i });
+  await batch.commit();
+  return { input, output };
+}
+
+async function outputs(output: (i: number) => DocumentReference, n: number): Promise<Array<number | null>> {
+  const snapshots = await db().getAll(...Array.from({ length: n }, (_, i) => output(i)));
+  return snapshots.map((s) => (s.exists ? Number(s.get("value")) : null));
+}
+
+/** Settles every promise; what each one resolved with, or the error it rejected with. */
+async function outcomes<T>(promises: Array<Promise<T>>): Promise<Array<T | Error>> {
+  return Promise.all(promises.map((p) => p.catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))))));
+}
+
+describe("group commit", () => {
+  it("runs 20 transactions started together as one Firestore transaction with one round of reads", async () => {
+    const { input, output } = await fixture(20);
+    const counted = countingTransactions(db());
+    const group = new GroupCommit(counted.db, OPTIONS);
+
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        group.run(async (tx) => {
+          const value = Number((await tx.get(input(i))).get("value"));
+          tx.create(output(i), { value: value * 2 });
+          return value * 2;
+        }),
+      ),
+    );
+
+    expect(results).to.deep.equal(Array.from({ length: 20 }, (_, i) => i * 2));
+    expect(await outputs(output, 20)).to.deep.equal(results);
+    expect(counted.count()).to.equal(1);
+    expect(group.stats).to.include({ groups: 1, members: 20, rounds: 1, failedGroups: 0, alone: 0 });
+  });
+
+  it("drops the writes of a member that throws and commits the others", async () => {
+    const { input, output } = await fixture(6);
+    const group = new GroupCommit(db(), OPTIONS);
+
+    const settled = await outcomes(
+      Array.from({ length: 6 }, (_, i) =>
+        group.run(async (tx) => {
+          await tx.get(input(i));
+          tx.create(output(i), { value: i });
+          if (i === 3) throw new Error("member 3 cannot apply");
+          return i;
+        }),
+      ),
+    );
+
+    expect(settled.map((s) => (s instanceof Error ? s.message : s))).to.deep.equal([0, 1, 2, "member 3 cannot apply", 4, 5]);
+    expect(await outputs(output, 6)).to.deep.equal([0, 1, 2, null, 4, 5]);
+    expect(group.stats).to.include({ groups: 1, failedGroups: 0 });
+  });
+
+  it("runs every member again alone when the shared commit fails: only the member that cannot commit fails", async () => {
+    const { input, output } = await fixture(8);
+    await output(5).set({ value: -1 });
+    const counted = countingTransactions(db());
+    const failures: Array<{ members: number; code: unknown }> = [];
+    const group = new GroupCommit(counted.db, { ...OPTIONS, onGroupFailure: ({ members, code }) => failures.push({ members, code }) });
+
+    const settled = await outcomes(
+      Array.from({ length: 8 }, (_, i) =>
+        group.run(async (tx) => {
+          await tx.get(input(i));
+          tx.create(output(i), { value: i });
+          return i;
+        }),
+      ),
+    );
+
+    // ALREADY_EXISTS (gRPC 6) for the one create that finds its document, in its own transaction.
+    const codes = settled.map((s) => (s instanceof Error ? `error ${(s as Error & { code?: number }).code}` : s));
+    expect(codes).to.deep.equal([0, 1, 2, 3, 4, "error 6", 6, 7]);
+    expect(await outputs(output, 8)).to.deep.equal([0, 1, 2, 3, 4, -1, 6, 7]);
+    expect(counted.count()).to.equal(1 + 8);
+    expect(group.stats).to.include({ failedGroups: 1, alone: 8 });
+    expect(failures).to.deep.equal([{ members: 8, code: 6 }]);
+  });
+
+  it("leaves a member out of the commit when it would write what another member read, and runs it alone after", async () => {
+    const { input } = await fixture(1);
+    const group = new GroupCommit(db(), OPTIONS);
+    const increment = () =>
+      group.run(async (tx) => {
+        const value = Number((await tx.get(input(0))).get("value"));
+        tx.update(input(0), { value: value + 1 });
+        return value;
+      });
+
+    // Both read 0 in the shared snapshot; committing both would lose an increment.
+    const seen = await Promise.all([increment(), increment()]);
+
+    expect(seen).to.deep.equal([0, 1]);
+    expect((await input(0).get()).get("value")).to.equal(2);
+    expect(group.stats).to.include({ groups: 1, overlaps: 1, alone: 1, failedGroups: 0 });
+  });
+
+  it("refuses a read after a write, as a real transaction does", async () => {
+    const { input, output } = await fixture(1);
+    const group = new GroupCommit(db(), OPTIONS);
+
+    const settled = await outcomes([
+      group.run(async (tx) => {
+        tx.create(output(0), { value: 1 });
+        return (await tx.get(input(0))).get("value") as number;
+      }),
+      group.run(async (tx) => (await tx.get(input(0))).get("value") as number),
+    ]);
+
+    expect(settled.map((s) => (s instanceof Error ? s.message : s))).to.deep.equal(["Firestore transactions require all reads to be executed before all writes.", 0]);
+    expect((await output(0).get()).exists).to.equal(false);
+  });
+
+  it("runs members alone when together they would exceed a commit's write limit", async () => {
+    const { output } = await fixture(0);
+    const group = new GroupCommit(db(), OPTIONS);
+    const base = output(0).parent;
+
+    const results = await Promise.all(
+      [0, 1].map((m) =>
+        group.run(async (tx) => {
+          await tx.get(output(m));
+          for (let i = 0; i < 300; i++) tx.create(base.doc(`${m}-${i}`), { value: i });
+          return m;
+        }),
+      ),
+    );
+
+    expect(results).to.deep.equal([0, 1]);
+    expect((await base.count().get()).data().count).to.equal(600);
+    expect(group.stats).to.include({ groups: 1, failedGroups: 0, alone: 1 });
+  });
+
+  it("sends a round without a member busy elsewhere once readRoundMs has passed", async () => {
+    const { input, output } = await fixture(2);
+    const group = new GroupCommit(db(), OPTIONS);
+    let quickDone = 0;
+
+    const started = Date.now();
+    await Promise.all([
+      group.run(async (tx) => {
+        await tx.get(input(0));
+        quickDone = Date.now() - started;
+        tx.create(output(0), { value: 0 });
+      }),
+      group.run(async (tx) => {
+        // Busy with something that is not a read of this transaction (a lock-free read, say).
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        await tx.get(input(1));
+        tx.create(output(1), { value: 1 });
+      }),
+    ]);
+
+    expect(quickDone).to.be.below(300);
+    expect(await outputs(output, 2)).to.deep.equal([0, 1]);
+    expect(group.stats).to.include({ groups: 1, rounds: 2, timedRounds: 1 });
+  });
+
+  it("gives each member a snapshot made with its own reference's converter when two read one document", async () => {
+    const sku = uniqueId("sku");
+    await seedProduct(sku, 7);
+    const group = new GroupCommit(db(), OPTIONS);
+
+    const [typed, raw] = await Promise.all([
+      group.run(async (tx) => (await tx.get(productRef(db(), sku))).data()),
+      group.run(async (tx) => (await tx.get(db().collection("products").doc(sku))).data()),
+    ]);
+
+    expect(typed).to.include({ sku, stock: 7, reserved: 0, shards: 1 });
+    expect(raw).to.include({ stock: 7 }).and.not.have.property("sku");
+    expect(group.stats).to.include({ groups: 1, rounds: 1 });
+  });
+});
