@@ -93,12 +93,20 @@ export class GroupCommit {
     const members = this.waiting.shift();
     if (members === undefined) return;
     this.inFlight++;
-    void this.execute(members).then((alone) => {
+    void this.drive(members);
+  }
+
+  private async drive(members: Member[]): Promise<void> {
+    // Should execute() ever fail unexpectedly, nothing was delivered yet: every member runs alone.
+    let alone = members;
+    try {
+      alone = await this.execute(members);
+    } finally {
       // The slot is free before the members left over run alone: their retries hold up no one.
       this.inFlight--;
       this.startNext();
       for (const member of alone) void this.alone(member);
-    });
+    }
   }
 
   /** Runs one group; never rejects. Returns the members that must run alone. */
@@ -168,15 +176,16 @@ export class GroupCommit {
   }
 
   private report(members: number, error: unknown): void {
-    const { code, message } = error as { code?: unknown; message?: unknown };
+    const { code, message } = typeof error === "object" && error !== null ? (error as { code?: unknown; message?: unknown }) : { code: null, message: null };
     try {
       this.options.onGroupFailure?.({
         members,
         code: typeof code === "string" || typeof code === "number" ? code : null,
         message: typeof message === "string" ? message : String(error),
       });
-    } catch {
-      // A failing logger must not stop the members from running alone.
+    } catch (logError) {
+      // A failing logger must not stop the members from running alone; stderr still gets both.
+      console.error("group commit: could not report a failed shared transaction", logError, error);
     }
   }
 }
@@ -278,7 +287,8 @@ class ReadRounds {
     this.pending = [];
     if (round.length === 0) return;
     this.stats.rounds++;
-    this.tx.getAll(...round.flatMap((r) => r.refs)).then(
+    // Through a promise: should getAll throw synchronously, the round's members get the error instead of waiting forever.
+    Promise.resolve(round.flatMap((r) => r.refs)).then((refs) => this.tx.getAll(...refs)).then(
       (snapshots) => {
         // Unblock all first: the members resume after this loop, and their next reads gather again.
         for (const r of round) this.unblock(r.member);

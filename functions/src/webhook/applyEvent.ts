@@ -47,22 +47,29 @@ export async function applyEvent(
   const { db } = deps;
   const eventRef = webhookEventRef(db, meta.id);
   const scope = deps.locks.scope();
-  const byId = translation.kind === "command" && translation.ref.by === "orderId" ? translation.ref.orderId : null;
+  const ref = translation.kind === "command" ? translation.ref : null;
   try {
+    // An order named by PaymentIntent is looked up without a lock first, so that its key is taken before
+    // the transaction as for one named by id: found inside it, the order's key could be busy, and the
+    // transaction would hold the order's read lock while it gave up and waited (in a group commit, until
+    // the whole group ends). The transaction checks that the order still carries the PaymentIntent.
+    const byId = ref === null ? null : ref.by === "orderId" ? ref.orderId : await orderIdForPaymentIntent(db, ref.paymentIntentId);
     // Stripe sends several events for one payment at once; they queue here rather than on the order's lock.
-    // (An order found by PaymentIntent is only known inside the transaction: it is taken there.)
     if (byId !== null) await scope.acquire(lockKeys.order(byId));
     return await runTransactionWithLocks(db, scope, async (tx) => {
       const letterRef = deadLetterRef(db, meta.id);
       // One round trip for everything the event's id and order id name; the stock comes after.
       const [existing, letter, byIdSnapshot] = await tx.getAll(eventRef, letterRef, ...(byId !== null ? [orderRef(db, byId).withConverter(null)] : []));
       if (existing.exists && (!replay || existing.get("result") !== PARKED_RESULT)) return DUPLICATE;
+      const named = byId !== null ? orderFromSnapshot(byIdSnapshot) : null;
       const order =
-        translation.kind !== "command"
+        ref === null
           ? null
-          : translation.ref.by === "orderId"
-            ? orderFromSnapshot(byIdSnapshot)
-            : await findOrderByPaymentIntent(tx, db, translation.ref.paymentIntentId, scope);
+          : ref.by === "orderId"
+            ? named
+            : named !== null && named.paymentIntentId === ref.paymentIntentId
+              ? named
+              : await findOrderByPaymentIntent(tx, db, ref.paymentIntentId, scope);
       const earlierAttempts = letter.exists ? Number(letter.get("attempts") ?? 0) : 0;
       const record = (status: WebhookEventStatus, result: string, orderId: string | null): ApplyOutcome => {
         writeEventRecord(tx, eventRef, deps, meta, receivedAt, { status, result, orderId }, replay);
@@ -142,6 +149,13 @@ function orderFromSnapshot(snapshot: DocumentSnapshot): Order | null {
   return data === undefined ? null : orderFromData(snapshot.id, data);
 }
 
+/** The one order claiming a PaymentIntent, from a lock-free read; null when none or several do (the transaction decides). */
+async function orderIdForPaymentIntent(db: Firestore, paymentIntentId: string): Promise<string | null> {
+  const matches = await ordersByPaymentIntent(db, paymentIntentId).get();
+  return matches.size === 1 ? matches.docs[0].id : null;
+}
+
+/** Inside the transaction: when the lock-free lookup found no single order, or its order changed since. */
 async function findOrderByPaymentIntent(tx: TransactionLike, db: Firestore, paymentIntentId: string, scope: LockScope): Promise<Order | null> {
   const matches = await tx.get(ordersByPaymentIntent(db, paymentIntentId));
   if (matches.size > 1) {
