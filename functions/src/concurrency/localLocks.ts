@@ -167,8 +167,9 @@ export class LockScope {
 const MAX_LOCK_ROUNDS = 10;
 
 /**
- * `db.runTransaction(body)`, where `body` may throw LocksWanted: the attempt is rolled back (so this
- * request holds no Firestore lock), the keys are waited for, and the transaction runs again holding them.
+ * Runs `body` as a transaction (in the instance's group commit), where `body` may throw LocksWanted: the
+ * attempt is rolled back (so this request holds no Firestore lock), the keys are waited for, and the
+ * transaction runs again holding them.
  */
 export async function runTransactionWithLocks<T>(db: Firestore, scope: LockScope, body: TransactionBody<T>): Promise<T> {
   for (let round = 1; ; round++) {
