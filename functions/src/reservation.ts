@@ -48,6 +48,9 @@ async function applyToOrder(
       if (decision.result === "canceled") {
         queueNotifications(tx, db, [{ id: `order_canceled:${order.id}`, kind: "order_canceled", orderId: order.id, userId: order.userId, eventId: null, detail: decision.audit.reason }], now);
       }
+      if (decision.adminAlert !== null) {
+        queueNotifications(tx, db, [{ id: `admin_alert:order:${order.id}`, kind: "admin_alert", orderId: order.id, userId: null, eventId: null, detail: decision.adminAlert }], now);
+      }
       return decision.result;
     });
   } finally {

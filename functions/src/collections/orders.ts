@@ -64,14 +64,25 @@ export interface Order {
   refundedAmount?: number;
   statusHistory?: StatusChange[];
   reservedAt?: Date;
-  /** For sharded products: the shard each SKU's units were reserved or taken from. */
-  stockShards?: Record<string, number>;
+  /**
+   * For sharded products: where each SKU's units were reserved or taken from, so release, consume and
+   * restock hit the same shards. Stored as the shard number when one shard holds the whole line (the
+   * common case), or as `{ shard: units }` when the line had to be split over several.
+   */
+  stockShards?: Record<string, ShardHolding>;
+  /**
+   * PaymentIntent and Checkout Session ids whose attempt failed, expired or was canceled: a later,
+   * different payment for the order is the customer's retry, not a spoof.
+   */
+  endedPaymentIds?: string[];
   lastPaymentFailure?: PaymentFailure;
   paymentFailures?: number;
   dispute?: DisputeRecord;
   reviewReason?: string;
   updatedAt?: Date;
 }
+
+export type ShardHolding = number | Record<string, number>;
 
 /** Backend-owned fields the decision may change; `id` and the client's fields never change. */
 export type OrderPatch = Partial<Omit<Order, "id" | "userId" | "items" | "amount" | "currency" | "createdAt">>;
@@ -84,7 +95,8 @@ function toLines(value: unknown): OrderLine[] {
   if (!Array.isArray(value)) return [];
   return value.map((line: unknown) => {
     const l = (typeof line === "object" && line !== null ? line : {}) as Record<string, unknown>;
-    return { sku: String(l.sku ?? ""), qty: toCount(l.qty) };
+    // Kept as found: a SKU that is not a usable document id is refused by the decisions, never looked up.
+    return { sku: typeof l.sku === "string" ? l.sku : "", qty: toCount(l.qty) };
   });
 }
 
@@ -102,14 +114,15 @@ function toHistory(value: unknown): StatusChange[] | undefined {
 function toDispute(value: unknown): DisputeRecord | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   const d = value as Record<string, unknown>;
-  return {
+  // Without an undefined `closedAt`: the record is spread into later patches, and Firestore refuses undefined.
+  return withoutUndefined({
     id: String(d.id),
     status: String(d.status),
     amount: toCount(d.amount),
     priorStatus: isStatus(d.priorStatus) ? d.priorStatus : "finalized",
     openedAt: toDate(d.openedAt),
     closedAt: toOptionalDate(d.closedAt),
-  };
+  }) as DisputeRecord;
 }
 
 function toFailure(value: unknown): PaymentFailure | undefined {
@@ -123,9 +136,20 @@ function toFailure(value: unknown): PaymentFailure | undefined {
   };
 }
 
-function toShardMap(value: unknown): Record<string, number> | undefined {
+function toShardMap(value: unknown): Record<string, ShardHolding> | undefined {
   if (typeof value !== "object" || value === null) return undefined;
-  return Object.fromEntries(Object.entries(value).map(([sku, shard]) => [sku, toCount(shard)]));
+  return Object.fromEntries(
+    Object.entries(value).map(([sku, holding]): [string, ShardHolding] => [
+      sku,
+      typeof holding === "object" && holding !== null
+        ? Object.fromEntries(Object.entries(holding).map(([shard, units]) => [shard, toCount(units)]))
+        : toCount(holding),
+    ]),
+  );
+}
+
+function toStringList(value: unknown): string[] | undefined {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : undefined;
 }
 
 function optionalString(value: unknown): string | undefined {
@@ -156,6 +180,7 @@ export function orderFromData(id: string, data: Record<string, unknown>): Order 
     paymentFailures: data.paymentFailures === undefined ? undefined : toCount(data.paymentFailures),
     dispute: toDispute(data.dispute),
     reviewReason: optionalString(data.reviewReason),
+    endedPaymentIds: toStringList(data.endedPaymentIds),
     updatedAt: toOptionalDate(data.updatedAt),
   }) as Order;
 }

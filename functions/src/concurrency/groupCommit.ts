@@ -1,4 +1,4 @@
-import { DocumentReference, type DocumentData, type DocumentSnapshot, type Firestore, type Query, type QuerySnapshot, type Transaction, type UpdateData, type WithFieldValue } from "firebase-admin/firestore";
+import { DocumentReference, type DocumentData, type DocumentSnapshot, type Firestore, type Query, type QuerySnapshot, type Transaction, type UpdateData, type WithFieldValue, type WriteBatch } from "firebase-admin/firestore";
 
 /**
  * The part of a Firestore `Transaction` that the webhook and reservation transactions use. A real
@@ -131,7 +131,7 @@ export class GroupCommit {
   /** The body of the shared transaction. Returns the members whose writes were left out of it. */
   private async attempt(tx: Transaction, members: Member[]): Promise<Member[]> {
     const reads = new ReadRounds(tx, members.length, this.options.readRoundMs, this.stats);
-    const views = members.map(() => new MemberTransaction(reads));
+    const views = members.map(() => new MemberTransaction(reads, this.db.batch()));
     await Promise.all(
       members.map(async (member, i) => {
         try {
@@ -318,7 +318,15 @@ class MemberTransaction implements TransactionLike {
   readonly writePaths = new Set<string>();
   private readonly writes: Array<(tx: Transaction) => void> = [];
 
-  constructor(private readonly reads: ReadRounds) {}
+  /**
+   * `check` is never committed: each write is also made on it at once, so a write Firestore would refuse
+   * (an undefined field, a bad path) throws inside this member's body, as it would alone, and fails this
+   * member only instead of the shared commit.
+   */
+  constructor(
+    private readonly reads: ReadRounds,
+    private readonly check: WriteBatch,
+  ) {}
 
   get writeCount(): number {
     return this.writes.length;
@@ -344,14 +352,17 @@ class MemberTransaction implements TransactionLike {
   }
 
   create<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: WithFieldValue<A>): this {
+    this.check.create(ref, data);
     return this.write(ref.path, (tx) => tx.create(ref, data));
   }
 
   set<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: WithFieldValue<A>): this {
+    this.check.set(ref, data);
     return this.write(ref.path, (tx) => tx.set(ref, data));
   }
 
   update<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: UpdateData<D>): this {
+    this.check.update(ref, data);
     return this.write(ref.path, (tx) => tx.update(ref, data));
   }
 

@@ -3,6 +3,7 @@ import type { NotificationDraft, NotificationKind } from "../collections/notific
 import { quantitiesBySku, type Order, type OrderPatch, type OrderStatus, type StatusChange } from "../collections/orders";
 import type { StockLevel } from "../collections/products";
 import type { Command, CommandKind, EventMeta } from "./commands";
+import { isDocumentId } from "./ids";
 
 /**
  * The order state machine: (order, stock, command, now) → what changes. Pure: no I/O, no clock,
@@ -29,6 +30,8 @@ export interface DecideInput {
   event: EventMeta;
   now: Date;
   options: DecideOptions;
+  /** Set by `decide`: the event is a new payment attempt replacing one that ended, so its ids replace the stored ones. */
+  retry?: boolean;
 }
 
 export type Decision =
@@ -137,13 +140,24 @@ export function ruleFor(command: CommandKind, status: OrderStatus): Rule | undef
 
 export function decide(input: DecideInput): Decision {
   const { order, command } = input;
-  const mismatch = identityMismatch(order, command);
-  if (mismatch !== null) {
+  const claim = claimMismatch(order, command);
+  const otherIds = otherPaymentIds(order, command);
+  let retry = false;
+  if (otherIds !== null) {
     // A failure or cancellation of another payment attempt must never touch this order.
     if (command.kind === "payment_failed" || command.kind === "payment_canceled") {
-      return unchanged(input, "other_payment_attempt", mismatch);
+      return unchanged(input, "other_payment_attempt", otherIds);
     }
-    return rejected(input, mismatch);
+    if (claim !== null) return rejected(input, claim);
+    const isPayment = command.kind === "payment_succeeded" || command.kind === "checkout_awaiting_payment";
+    if (isPayment && PAID.has(order.status)) {
+      return command.kind === "payment_succeeded" ? duplicatePayment(input) : unchanged(input, "other_payment_attempt", otherIds);
+    }
+    // The customer paid again after the stored attempt failed or expired: a retry, not a spoof.
+    if (!isPayment || !storedAttemptEnded(order, command)) return rejected(input, otherIds);
+    retry = true;
+  } else if (claim !== null) {
+    return rejected(input, claim);
   }
   const rule = ruleFor(command.kind, order.status);
   if (rule === undefined) return refused(input);
@@ -151,11 +165,12 @@ export function decide(input: DecideInput): Decision {
     return { kind: "defer", reason: `${command.kind} cannot apply to an order in status ${order.status} yet` };
   }
   if (typeof rule === "object") return unchanged(input, rule.noop, null);
+  const ruleInput = retry ? { ...input, retry } : input;
   switch (rule) {
     case "fulfil":
-      return fulfil(input);
+      return fulfil(ruleInput);
     case "record_checkout":
-      return recordCheckout(input);
+      return recordCheckout(ruleInput);
     case "record_failure":
       return recordFailure(input);
     case "cancel":
@@ -169,14 +184,11 @@ export function decide(input: DecideInput): Decision {
   }
 }
 
-/** Stripe may confirm an order, never define it. Returns the reason when the event's claim disagrees. */
-function identityMismatch(order: Order, command: Command): string | null {
-  if (command.paymentIntentId && order.paymentIntentId && command.paymentIntentId !== order.paymentIntentId) {
-    return "payment_intent_mismatch";
-  }
-  if (command.checkoutSessionId && order.checkoutSessionId && command.checkoutSessionId !== order.checkoutSessionId) {
-    return "checkout_session_mismatch";
-  }
+/** Statuses an order reaches only once a payment for it succeeded. */
+const PAID: ReadonlySet<OrderStatus> = new Set(["finalized", "partially_refunded", "refunded", "disputed", "needs_review"]);
+
+/** Stripe may confirm an order, never define it: the reason when the event's amount or currency disagrees. */
+function claimMismatch(order: Order, command: Command): string | null {
   switch (command.kind) {
     case "payment_succeeded":
     case "checkout_awaiting_payment":
@@ -195,6 +207,51 @@ function identityMismatch(order: Order, command: Command): string | null {
   }
 }
 
+/** The reason when the event is about another PaymentIntent or Checkout Session than the one the order stored. */
+function otherPaymentIds(order: Order, command: Command): string | null {
+  if (command.paymentIntentId && order.paymentIntentId && command.paymentIntentId !== order.paymentIntentId) {
+    return "payment_intent_mismatch";
+  }
+  if (command.checkoutSessionId && order.checkoutSessionId && command.checkoutSessionId !== order.checkoutSessionId) {
+    return "checkout_session_mismatch";
+  }
+  return null;
+}
+
+/** Every stored id the event does not carry belongs to an attempt that failed, expired or was canceled. */
+function storedAttemptEnded(order: Order, command: Command): boolean {
+  const ended = new Set(order.endedPaymentIds ?? []);
+  const stored = [
+    order.paymentIntentId !== command.paymentIntentId ? order.paymentIntentId : undefined,
+    order.checkoutSessionId !== command.checkoutSessionId ? order.checkoutSessionId : undefined,
+  ].filter((id): id is string => id !== undefined);
+  return stored.length > 0 && stored.every((id) => ended.has(id));
+}
+
+/** The ids of the attempt an event ends, added to those the order already knows as ended. */
+function endedIds(input: DecideInput): OrderPatch {
+  const { order, command } = input;
+  const ended = new Set(order.endedPaymentIds ?? []);
+  const before = ended.size;
+  for (const id of [command.paymentIntentId, command.checkoutSessionId]) if (id) ended.add(id);
+  return ended.size === before ? {} : { endedPaymentIds: [...ended] };
+}
+
+function duplicatePayment(input: DecideInput): Decision {
+  const { command, order } = input;
+  const payment = command.paymentIntentId ?? command.checkoutSessionId ?? "unknown";
+  const reason = `a second payment (${payment}) succeeded for order ${order.id}, already paid by ${order.paymentIntentId ?? order.checkoutSessionId ?? "another payment"}: refund ${payment}`;
+  return {
+    kind: "apply",
+    status: "processed",
+    result: "duplicate_payment",
+    orderPatch: null,
+    stockChanges: [],
+    audit: audit(input, "duplicate_payment", reason, order.status),
+    notifications: [adminAlert(input, reason)],
+  };
+}
+
 function fulfil(input: DecideInput): Decision {
   const { order, stock, event, now } = input;
   const held = order.status === "reserved";
@@ -208,7 +265,7 @@ function fulfil(input: DecideInput): Decision {
   }
   const ids = paymentIdsToStore(input);
   if (short.length > 0) {
-    const reason = `paid but not fulfillable: insufficient stock for ${short.join(", ")} (order was ${order.status})`;
+    const reason = `paid but not fulfillable: ${describeShort(short)} (order was ${order.status})`;
     // Never oversell; a held reservation is released so `reserved` keeps matching reserved orders.
     const release = held ? releaseReservation(order, stock) : [];
     return applied(input, {
@@ -252,6 +309,7 @@ function recordFailure(input: DecideInput): Decision {
     patch: {
       lastPaymentFailure: { eventId: event.id, code: command.code, message: command.message, at: now },
       paymentFailures: (order.paymentFailures ?? 0) + 1,
+      ...endedIds(input),
       updatedAt: now,
     },
     stockChanges: [],
@@ -265,7 +323,7 @@ function cancel(input: DecideInput): Decision {
   return applied(input, {
     result: "canceled",
     reason,
-    patch: transition(order, "canceled", now, event.id, reason),
+    patch: { ...transition(order, "canceled", now, event.id, reason), ...endedIds(input) },
     stockChanges: order.status === "reserved" ? releaseReservation(order, stock) : [],
     notify: [notification(input, `order_canceled:${order.id}`, "order_canceled", reason)],
   });
@@ -287,10 +345,11 @@ function refund(input: DecideInput): Decision {
   if (full) next = "refunded";
   else if (wasFulfilled) next = "partially_refunded";
   const restock = full && wasFulfilled && options.restockOnRefund && base !== "refunded";
-  const stockChanges = restock
-    ? [...quantitiesBySku(order.items)].map(([sku, qty]) => ({ sku, stock: qty, reserved: 0 }))
-    : [];
-  const reason = `refunded ${refundedAmount} of ${order.amount}`;
+  const lines = restock ? [...quantitiesBySku(order.items)] : [];
+  // A refund is always recorded; units of a product deleted since (discontinued) have nowhere to go.
+  const gone = lines.filter(([sku]) => !input.stock.has(sku)).map(([sku]) => sku);
+  const stockChanges = lines.filter(([sku]) => input.stock.has(sku)).map(([sku, qty]) => ({ sku, stock: qty, reserved: 0 }));
+  const reason = `refunded ${refundedAmount} of ${order.amount}${gone.length > 0 ? `; restock skipped for ${gone.join(", ")} (product no longer exists)` : ""}`;
   return applied(input, {
     result: full ? "refunded" : "partially_refunded",
     reason,
@@ -351,6 +410,16 @@ function closeDispute(input: DecideInput): Decision {
   });
 }
 
+/** Why lines could not be served: SKUs that cannot name a product are told apart from real shortages. */
+export function describeShort(skus: readonly string[]): string {
+  const invalid = skus.filter((sku) => !isDocumentId(sku));
+  const short = skus.filter((sku) => isDocumentId(sku));
+  return [
+    ...(invalid.length > 0 ? [`invalid SKU ${invalid.map((sku) => JSON.stringify(sku)).join(", ")}`] : []),
+    ...(short.length > 0 ? [`insufficient stock for ${short.join(", ")}`] : []),
+  ].join("; ");
+}
+
 /** Releases what a `reserved` order holds, never taking `reserved` below zero. */
 export function releaseReservation(order: Order, stock: ReadonlyMap<string, StockLevel>): StockChange[] {
   return [...quantitiesBySku(order.items)].map(([sku, qty]) => ({
@@ -361,10 +430,10 @@ export function releaseReservation(order: Order, stock: ReadonlyMap<string, Stoc
 }
 
 /** The payment ids an event reveals that the order has not stored yet. */
-function paymentIdsToStore({ order, command }: DecideInput): OrderPatch {
+function paymentIdsToStore({ order, command, retry }: DecideInput): OrderPatch {
   const patch: OrderPatch = {};
-  if (command.paymentIntentId && !order.paymentIntentId) patch.paymentIntentId = command.paymentIntentId;
-  if (command.checkoutSessionId && !order.checkoutSessionId) patch.checkoutSessionId = command.checkoutSessionId;
+  if (command.paymentIntentId && (retry || !order.paymentIntentId)) patch.paymentIntentId = command.paymentIntentId;
+  if (command.checkoutSessionId && (retry || !order.checkoutSessionId)) patch.checkoutSessionId = command.checkoutSessionId;
   return patch;
 }
 

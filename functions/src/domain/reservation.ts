@@ -1,18 +1,28 @@
 import type { AuditEntry } from "../collections/auditLog";
 import { quantitiesBySku, type Order, type OrderPatch, type OrderStatus } from "../collections/orders";
 import type { StockLevel } from "../collections/products";
-import { releaseReservation, transition, type StockChange } from "./orderMachine";
+import { isDocumentId } from "./ids";
+import { describeShort, releaseReservation, transition, type StockChange } from "./orderMachine";
 
 /** Reserve every line of a new order, or none: pure, like the payment decision. */
 export type ReservationDecision =
   | { kind: "skip"; reason: string }
-  | { kind: "apply"; result: "reserved" | "out_of_stock" | "canceled"; orderPatch: OrderPatch; stockChanges: StockChange[]; audit: AuditEntry };
+  | {
+      kind: "apply";
+      result: "reserved" | "out_of_stock" | "canceled";
+      orderPatch: OrderPatch;
+      stockChanges: StockChange[];
+      audit: AuditEntry;
+      /** For an operator: the order itself is malformed (lines no product can match), not just early or unlucky. */
+      adminAlert: string | null;
+    };
 
 export function decideReservation(order: Order, stock: ReadonlyMap<string, StockLevel>, now: Date): ReservationDecision {
   // A payment may have arrived first (or the trigger is redelivered): the order is no longer ours to reserve.
   if (order.status !== "pending") return { kind: "skip", reason: `order is ${order.status}` };
   const wanted = quantitiesBySku(order.items);
   const invalid = order.items.length === 0 || [...wanted.values()].some((qty) => !Number.isInteger(qty) || qty <= 0);
+  const badSkus = [...wanted.keys()].filter((sku) => !isDocumentId(sku));
   const short = [...wanted].filter(([sku, qty]) => {
     const level = stock.get(sku);
     return level === undefined || level.stock - level.reserved < qty;
@@ -21,7 +31,7 @@ export function decideReservation(order: Order, stock: ReadonlyMap<string, Stock
   const reason = invalid
     ? "order has no valid lines"
     : short.length > 0
-      ? `insufficient stock for ${short.map(([sku]) => sku).join(", ")}`
+      ? describeShort(short.map(([sku]) => sku))
       : "stock reserved";
   const orderPatch: OrderPatch = {
     status: to,
@@ -32,6 +42,7 @@ export function decideReservation(order: Order, stock: ReadonlyMap<string, Stock
   return {
     kind: "apply",
     result: to,
+    adminAlert: invalid || badSkus.length > 0 ? `order ${order.id} cannot be served: ${reason}` : null,
     orderPatch,
     stockChanges: to === "reserved" ? [...wanted].map(([sku, qty]) => ({ sku, stock: 0, reserved: qty })) : [],
     audit: {
@@ -69,6 +80,7 @@ export function decideAbandonedRelease(
   return {
     kind: "apply",
     result: "canceled",
+    adminAlert: null,
     orderPatch: transition(order, "canceled", now, null, reason),
     stockChanges: releaseReservation(order, stock),
     audit: { eventId: null, eventType: null, orderId: order.id, action: "release_abandoned", result: "canceled", reason, before: order.status, after: "canceled", at: now },

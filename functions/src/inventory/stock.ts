@@ -3,7 +3,8 @@ import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firesto
 import { productRef, stockShardRef, type StockLevel } from "../collections/products";
 import type { StockChange } from "../domain/orderMachine";
 import { toCount } from "../collections/firestoreValues";
-import { quantitiesBySku, type Order } from "../collections/orders";
+import { quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
+import { isDocumentId } from "../domain/ids";
 import type { TransactionLike } from "../concurrency/groupCommit";
 import { lockKeys, LocksWanted, type LockScope } from "../concurrency/localLocks";
 
@@ -13,18 +14,25 @@ import { lockKeys, LocksWanted, type LockScope } from "../concurrency/localLocks
  * same product touch different documents instead of all contending on one.
  */
 export interface StockPlan {
-  /** The level the decision sees per SKU: the product's, or the chosen shard's. */
+  /** The level the decision sees per SKU: the product's, or the sum of the shards its line uses. */
   levels: Map<string, StockLevel>;
-  refs: Map<string, DocumentReference>;
-  /** SKU → shard chosen, for sharded SKUs only (recorded on the order so a release hits the same shard). */
-  shards: Record<string, number>;
+  /** Where each SKU's changes go: the product document (one target, the whole line), or one or more shards. */
+  targets: Map<string, StockTarget[]>;
+  /** For sharded SKUs only: where the line's units are (recorded on the order so a release hits the same shards). */
+  shards: Record<string, ShardHolding>;
+}
+
+export interface StockTarget {
+  ref: DocumentReference;
+  /** The line's units this document holds or gives; a whole-line change on one target ignores it. */
+  units: number;
 }
 
 export interface StockRequest {
   /** Quantity per SKU. */
   quantities: ReadonlyMap<string, number>;
   /** Shards the order's units are in (reserved, or sold for a restock). */
-  held?: Readonly<Record<string, number>>;
+  held?: Readonly<Record<string, ShardHolding>>;
   /**
    * True while the order is `reserved`: its units are reserved in its `held` shards, and, for a SKU
    * without one, in the product document (a product cannot be split into shards while anything is
@@ -40,7 +48,9 @@ export interface StockRequest {
 /** Shards an order's units are in, and whether they are its live reservation. */
 export function stockRequestFor(order: Order): StockRequest {
   const held = heldShards(order);
-  return { quantities: quantitiesBySku(order.items), key: order.id, reserved: order.status === "reserved", ...(held ? { held } : {}) };
+  // A SKU that cannot name a document is never looked up: the decisions see no stock for it and refuse the line.
+  const quantities = new Map([...quantitiesBySku(order.items)].filter(([sku]) => isDocumentId(sku)));
+  return { quantities, key: order.id, reserved: order.status === "reserved", ...(held ? { held } : {}) };
 }
 
 /**
@@ -58,7 +68,7 @@ async function shardCounts(db: Firestore, skus: readonly string[]): Promise<Map<
 }
 
 /** The shards an order's units are in: set while reserved and after payment; nothing is held before or after a cancel. */
-export function heldShards(order: { status: string; stockShards?: Record<string, number> }): Record<string, number> | undefined {
+export function heldShards(order: { status: string; stockShards?: Record<string, ShardHolding> }): Record<string, ShardHolding> | undefined {
   return ["pending", "out_of_stock", "canceled"].includes(order.status) ? undefined : order.stockShards;
 }
 
@@ -73,20 +83,21 @@ export function startShard(key: string, sku: string, shards: number): number {
  * reservation on a sharded product prefers a shard nobody in this instance is using.
  */
 export async function planStock(tx: TransactionLike, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
-  const plan: StockPlan = { levels: new Map(), refs: new Map(), shards: {} };
+  const plan: StockPlan = { levels: new Map(), targets: new Map(), shards: {} };
   const skus = [...request.quantities.keys()].sort();
   const toRead: string[] = [];
   for (const sku of skus) {
-    const shard = request.held?.[sku];
-    if (request.reserved === true && shard !== undefined) {
+    const holding = request.held?.[sku];
+    if (request.reserved === true && holding !== undefined) {
       // A lower bound, which is all that consuming or releasing this reservation needs: no read, just a
-      // blind increment. The key is still taken: a transaction of this instance that read the shard
+      // blind increment. The keys are still taken: a transaction of this instance that read a shard
       // holds it until commit, and a write to it would wait on that read inside Firestore.
-      scope.require(lockKeys.shard(sku, shard));
+      const units = unitsByShard(holding, request.quantities.get(sku) ?? 0);
+      scope.require(...units.map(({ shard }) => lockKeys.shard(sku, shard)));
       const qty = request.quantities.get(sku) ?? 0;
       plan.levels.set(sku, { stock: qty, reserved: qty });
-      plan.refs.set(sku, stockShardRef(db, sku, shard));
-      plan.shards[sku] = shard;
+      plan.targets.set(sku, units.map(({ shard, units: n }) => ({ ref: stockShardRef(db, sku, shard), units: n })));
+      plan.shards[sku] = holding;
     } else {
       toRead.push(sku);
     }
@@ -106,17 +117,27 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
         if (request.reserved === true) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
         throw new LocksWanted([]);
       }
-      plan.refs.set(snapshot.id, snapshot.ref);
-      if (product) plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
+      // A product that does not exist gets no level and no target: the decision refuses or skips its line.
+      if (product === undefined) continue;
+      plan.targets.set(snapshot.id, [{ ref: snapshot.ref, units: request.quantities.get(snapshot.id) ?? 0 }]);
+      plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
     }
   }
   for (const sku of toRead.filter((s) => (counts.get(s) ?? 1) > 1)) {
-    const chosen = await chooseShard(tx, db, scope, sku, counts.get(sku) as number, request);
+    const chosen = await chooseShards(tx, db, scope, sku, counts.get(sku) as number, request);
     plan.levels.set(sku, chosen.level);
-    plan.refs.set(sku, chosen.ref);
-    plan.shards[sku] = chosen.shard;
+    plan.targets.set(sku, chosen.parts.map(({ ref, units }) => ({ ref, units })));
+    plan.shards[sku] = chosen.parts.length === 1 ? chosen.parts[0].shard : Object.fromEntries(chosen.parts.map((p) => [String(p.shard), p.units]));
   }
   return plan;
+}
+
+/** A line's units per shard: a single shard holds them all; a split names each shard's share. */
+export function unitsByShard(holding: ShardHolding, qty: number): Array<{ shard: number; units: number }> {
+  if (typeof holding === "number") return [{ shard: holding, units: qty }];
+  return Object.entries(holding)
+    .map(([shard, units]) => ({ shard: Number(shard), units }))
+    .sort((a, b) => a.shard - b.shard);
 }
 
 interface ShardChoice {
@@ -125,25 +146,33 @@ interface ShardChoice {
   ref: DocumentReference;
 }
 
+/** Where a sharded line goes: one shard in the common case, several when no single one holds it. */
+interface ShardPlan {
+  /** What the decision sees: the sum of the parts' levels. */
+  level: StockLevel;
+  parts: Array<{ shard: number; ref: DocumentReference; units: number }>;
+}
+
 /** How many shards a reservation tries inside its transaction after a lock-free read said they fit. */
 const CANDIDATES_TRIED = 3;
 
 /**
- * The shard a sharded SKU's change goes to: the one the order holds units in; else, probing from a
- * per-order start, a shard with enough available units.
+ * The shards a sharded SKU's change goes to: those the order holds units in; else, probing from a
+ * per-order start, one shard with enough available units; else, when the shards only hold the line
+ * together, the fewest that do, each giving what it has.
  *
  * Every shard read inside the transaction takes a Firestore read lock until commit, and two
  * transactions that each read a shard the other then writes wait for each other until one is aborted
  * (seconds in the emulator). So the transaction reads as few shards as it can: the first one nobody
  * here holds; if that one is short, a lock-free read of all the others (one consistent snapshot)
- * finds candidates, and only those are read in the transaction. Only the chosen shard is held.
+ * finds candidates, and only those are read in the transaction. Only the chosen shards are held.
  *
- * When that snapshot shows no units anywhere, the order is refused on it, without locking every
- * shard: a refusal writes no stock, so it can never oversell; at worst it misses a unit released in
- * the same few milliseconds, as if the buyer had come a moment earlier. Locking all shards instead
- * would make every sale of the product wait for every refusal, exactly when a sale sells out.
+ * When that snapshot shows too few units in all shards together, the order is refused on it, without
+ * locking every shard: a refusal writes no stock, so it can never oversell; at worst it misses a unit
+ * released in the same few milliseconds, as if the buyer had come a moment earlier. Locking all shards
+ * instead would make every sale of the product wait for every refusal, exactly when a sale sells out.
  */
-async function chooseShard(tx: TransactionLike, db: Firestore, scope: LockScope, sku: string, n: number, request: StockRequest): Promise<ShardChoice> {
+async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope, sku: string, n: number, request: StockRequest): Promise<ShardPlan> {
   const qty = request.quantities.get(sku) ?? 0;
   const key = (shard: number) => lockKeys.shard(sku, shard);
   const toChoice = (shard: number, snapshot: DocumentSnapshot): ShardChoice => ({
@@ -153,11 +182,18 @@ async function chooseShard(tx: TransactionLike, db: Firestore, scope: LockScope,
   });
   const read = async (shards: number[]): Promise<ShardChoice[]> =>
     (await tx.getAll(...shards.map((shard) => stockShardRef(db, sku, shard)))).map((snapshot, i) => toChoice(shards[i], snapshot));
-  const fits = (choice: ShardChoice) => choice.level.stock - choice.level.reserved >= qty;
+  const available = (choice: ShardChoice) => Math.max(0, choice.level.stock - choice.level.reserved);
+  const fits = (choice: ShardChoice) => available(choice) >= qty;
+  const whole = (choice: ShardChoice): ShardPlan => ({ level: choice.level, parts: [{ shard: choice.shard, ref: choice.ref, units: qty }] });
   const held = request.held?.[sku];
   if (held !== undefined) {
-    scope.require(key(held));
-    return (await read([held]))[0];
+    const units = unitsByShard(held, qty);
+    scope.require(...units.map(({ shard }) => key(shard)));
+    const choices = await read(units.map(({ shard }) => shard));
+    return {
+      level: sumLevels(choices.map((c) => c.level)),
+      parts: choices.map((c, i) => ({ shard: c.shard, ref: c.ref, units: units[i].units })),
+    };
   }
   const start = startShard(request.key, sku, n);
   const probe = Array.from({ length: n }, (_, i) => (start + i) % n);
@@ -171,19 +207,19 @@ async function chooseShard(tx: TransactionLike, db: Firestore, scope: LockScope,
   };
 
   // Keys of this SKU held from an earlier attempt (or waited for) and not read now are let go.
-  const choose = (choice: ShardChoice): ShardChoice => {
+  const choose = (plan: ShardPlan): ShardPlan => {
     for (const shard of probe) if (!tried.some((t) => t.shard === shard)) scope.release(key(shard));
-    return choice;
+    return plan;
   };
 
   const preferred = probe.find((shard) => scope.tryAcquire(key(shard)));
   if (preferred !== undefined) {
     const choice = await attempt(preferred);
-    if (choice !== null) return choose(choice);
+    if (choice !== null) return choose(whole(choice));
   }
   const others = probe.filter((shard) => shard !== preferred);
-  const unlocked = await db.getAll(...others.map((shard) => stockShardRef(db, sku, shard)));
-  const candidates = others.filter((shard, i) => fits(toChoice(shard, unlocked[i])));
+  const unlocked = (await db.getAll(...others.map((shard) => stockShardRef(db, sku, shard)))).map((snapshot, i) => toChoice(others[i], snapshot));
+  const candidates = unlocked.filter(fits).map((c) => c.shard);
   const busy: number[] = [];
   for (const shard of candidates) {
     if (tried.length > CANDIDATES_TRIED) break;
@@ -192,25 +228,92 @@ async function chooseShard(tx: TransactionLike, db: Firestore, scope: LockScope,
       continue;
     }
     const choice = await attempt(shard);
-    if (choice !== null) return choose(choice);
+    if (choice !== null) return choose(whole(choice));
   }
   // Units are left only in shards other requests here are writing: wait for one, then run again.
   if (busy.length > 0) throw new LocksWanted([key(busy[0])]);
   // The snapshot showed units that other instances took before this transaction read them (or more
-  // candidates than it tries): run again on a new snapshot. Only a snapshot without units refuses.
+  // candidates than it tries): run again on a new snapshot.
   if (candidates.length > 0) throw new LocksWanted([]);
-  return choose(tried[0] ?? toChoice(others[0], unlocked[0]));
+  const split = await splitLine(sku, qty, tried, unlocked, read, scope);
+  if (split !== null) return choose(split);
+  // Only a snapshot without enough units in all shards together refuses.
+  return choose(whole(tried[0] ?? unlocked[0]));
 }
 
-/** Applies signed deltas where the plan read them; the decision has already checked that none goes below zero. */
+/**
+ * No single shard holds the line: take it from the fewest shards that do together (most available
+ * first), read in the transaction. Null when even all of them together are short on the snapshot.
+ */
+async function splitLine(
+  sku: string,
+  qty: number,
+  tried: ShardChoice[],
+  unlocked: ShardChoice[],
+  read: (shards: number[]) => Promise<ShardChoice[]>,
+  scope: LockScope,
+): Promise<ShardPlan | null> {
+  const available = (c: ShardChoice) => Math.max(0, c.level.stock - c.level.reserved);
+  const seen = [...tried, ...unlocked].filter((c) => available(c) > 0).sort((a, b) => available(b) - available(a) || a.shard - b.shard);
+  const picked: number[] = [];
+  let covered = 0;
+  for (const c of seen) {
+    if (covered >= qty) break;
+    picked.push(c.shard);
+    covered += available(c);
+  }
+  if (covered < qty) return null;
+  const keys = picked.map((shard) => lockKeys.shard(sku, shard));
+  const free = keys.filter((k) => scope.tryAcquire(k));
+  if (free.length < keys.length) throw new LocksWanted(keys.filter((k) => !scope.holds(k)));
+  const fresh = new Map(tried.map((c) => [c.shard, c]));
+  const unread = picked.filter((shard) => !fresh.has(shard));
+  for (const c of unread.length > 0 ? await read(unread) : []) fresh.set(c.shard, c);
+  const parts: ShardPlan["parts"] = [];
+  let remaining = qty;
+  for (const shard of picked) {
+    const c = fresh.get(shard) as ShardChoice;
+    const units = Math.min(available(c), remaining);
+    if (units > 0) parts.push({ shard, ref: c.ref, units });
+    remaining -= units;
+  }
+  // Other instances took units between the snapshot and these reads: decide again on a new snapshot.
+  if (remaining > 0) throw new LocksWanted([]);
+  // Tried shards that give nothing are read (and so stay held until commit) but carry no share.
+  tried.push(...unread.map((shard) => fresh.get(shard) as ShardChoice));
+  return { level: sumLevels(parts.map((p) => (fresh.get(p.shard) as ShardChoice).level)), parts };
+}
+
+function sumLevels(levels: readonly StockLevel[]): StockLevel {
+  return levels.reduce((sum, l) => ({ stock: sum.stock + l.stock, reserved: sum.reserved + l.reserved }), { stock: 0, reserved: 0 });
+}
+
+/**
+ * Applies signed deltas where the plan read them; the decision has already checked that none goes below
+ * zero. A line split over several shards moves each shard's own share.
+ */
 export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes: readonly StockChange[]): void {
   for (const change of changes) {
-    const ref = plan.refs.get(change.sku);
-    if (ref === undefined) throw new Error(`No stock location planned for ${change.sku}`);
-    const update: Record<string, FieldValue> = {};
-    if (change.stock !== 0) update.stock = FieldValue.increment(change.stock);
-    if (change.reserved !== 0) update.reserved = FieldValue.increment(change.reserved);
-    if (Object.keys(update).length > 0) tx.update(ref, update);
+    const targets = plan.targets.get(change.sku);
+    if (targets === undefined) throw new Error(`No stock location planned for ${change.sku}`);
+    const stockShares = shares(change.stock, targets);
+    const reservedShares = shares(change.reserved, targets);
+    targets.forEach((target, i) => {
+      const update: Record<string, FieldValue> = {};
+      if (stockShares[i] !== 0) update.stock = FieldValue.increment(stockShares[i]);
+      if (reservedShares[i] !== 0) update.reserved = FieldValue.increment(reservedShares[i]);
+      if (Object.keys(update).length > 0) tx.update(target.ref, update);
+    });
   }
 }
 
+/** Splits a signed delta over targets, each taking at most its units; one target takes it all. */
+function shares(delta: number, targets: readonly StockTarget[]): number[] {
+  if (targets.length === 1) return [delta];
+  let remaining = Math.abs(delta);
+  return targets.map((target) => {
+    const part = Math.min(remaining, target.units);
+    remaining -= part;
+    return Math.sign(delta) * part;
+  });
+}

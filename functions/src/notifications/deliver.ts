@@ -9,9 +9,14 @@ export interface DeliveryOptions {
   baseBackoffMs: number;
   /** A `sending` claim older than this is considered lost (crashed worker) and re-driven. */
   stuckAfterMs: number;
+  /**
+   * How long one send may take before it counts as failed. Kept well under `stuckAfterMs`, so a claim
+   * is re-driven only when its worker is gone, never while a slow provider is still sending it.
+   */
+  sendTimeoutMs: number;
 }
 
-export const DEFAULT_DELIVERY_OPTIONS: DeliveryOptions = { maxAttempts: 5, baseBackoffMs: 60_000, stuckAfterMs: 10 * 60_000 };
+export const DEFAULT_DELIVERY_OPTIONS: DeliveryOptions = { maxAttempts: 5, baseBackoffMs: 60_000, stuckAfterMs: 10 * 60_000, sendTimeoutMs: 2 * 60_000 };
 
 export interface DeliveryDeps {
   db: Firestore;
@@ -54,12 +59,23 @@ export async function deliverNotification(deps: DeliveryDeps, id: string, mode: 
   });
   if (claimed === null) return "skipped";
   try {
-    await deps.provider.send(claimed);
+    await withDeadline(deps.provider.send(claimed), options.sendTimeoutMs);
   } catch (error) {
-    return recordFailure(deps, claimed, error instanceof Error ? error.message : String(error), isPermanent(error));
+    return recordFailure(deps, claimed, error instanceof Error ? error.message : String(error), isPermanent(error), error instanceof SendTimeout);
   }
   await ref.update({ status: "sent", sentAt: deps.now(), provider: deps.provider.name });
   return "sent";
+}
+
+/** A send that outlived `sendTimeoutMs`: it may still have reached the recipient, so its retry waits. */
+class SendTimeout extends Error {}
+
+function withDeadline(send: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SendTimeout(`no answer from the provider within ${ms} ms (outcome unknown)`)), ms);
+  });
+  return Promise.race([send, deadline]).finally(() => clearTimeout(timer));
 }
 
 /** Providers mark failures no retry can fix (unknown recipient, a 5xx refusal) with `permanent: true`. */
@@ -67,13 +83,15 @@ function isPermanent(error: unknown): boolean {
   return typeof error === "object" && error !== null && (error as { permanent?: unknown }).permanent === true;
 }
 
-async function recordFailure(deps: DeliveryDeps, n: Notification, message: string, permanent: boolean): Promise<DeliveryOutcome> {
+async function recordFailure(deps: DeliveryDeps, n: Notification, message: string, permanent: boolean, timedOut: boolean): Promise<DeliveryOutcome> {
   const { db, options } = deps;
   const now = deps.now();
   const lastError = `${deps.provider.name}: ${message}`;
   const ref = notificationRef(db, n.id);
   if (!permanent && n.attempts < options.maxAttempts) {
-    await ref.update({ status: "failed", lastError, failedAt: now, nextAttemptAt: new Date(now.getTime() + backoffMs(n.attempts, options)) });
+    // After a timeout the provider may still be at it: retry only once any send of it has surely ended.
+    const wait = timedOut ? Math.max(backoffMs(n.attempts, options), options.stuckAfterMs) : backoffMs(n.attempts, options);
+    await ref.update({ status: "failed", lastError, failedAt: now, nextAttemptAt: new Date(now.getTime() + wait) });
     return "failed";
   }
   await db.runTransaction(async (tx) => {

@@ -1,5 +1,6 @@
 import type Stripe from "stripe";
 import type { Command, EventMeta, OrderRef, PaymentIds, Translation } from "../domain/commands";
+import { isDocumentId } from "../domain/ids";
 
 /**
  * The only module that reads Stripe objects: it turns a verified event into the project's own
@@ -122,16 +123,11 @@ export function translateEvent(event: Stripe.Event): Translation {
 function forOrder(orderId: string | null, paymentIntentId: string | null, command: Command): Translation {
   const normalized = { ...command, ...("currency" in command ? { currency: command.currency.toLowerCase() } : {}) } as Command;
   let ref: OrderRef;
-  if (orderId !== null && !isUsableDocumentId(orderId)) return ignored(`order reference ${JSON.stringify(orderId)} is not a valid order id`, null);
+  if (orderId !== null && !isDocumentId(orderId)) return ignored(`order reference ${JSON.stringify(orderId)} is not a valid order id`, null);
   if (orderId !== null) ref = { by: "orderId", orderId };
   else if (paymentIntentId !== null) ref = { by: "paymentIntent", paymentIntentId };
   else return ignored("no order reference (metadata.orderId / client_reference_id): not a payment of this shop", null);
   return { kind: "command", ref, command: normalized };
-}
-
-/** Firestore document ids may not contain "/" (it would address another collection) nor be "." or "..". */
-function isUsableDocumentId(id: string): boolean {
-  return !id.includes("/") && id !== "." && id !== ".." && !/^__.*__$/.test(id) && Buffer.byteLength(id) <= 1500;
 }
 
 function ignored(reason: string, orderId: string | null): Translation {

@@ -1,7 +1,7 @@
 import type { DocumentReference, DocumentSnapshot, Firestore } from "firebase-admin/firestore";
 import { auditLog, type AuditEntry } from "../collections/auditLog";
 import { notificationRef, queuedNotification, type NotificationDraft } from "../collections/notifications";
-import { orderFromData, orderRef, ordersByPaymentIntent, type Order, type OrderPatch } from "../collections/orders";
+import { orderFromData, orderRef, ordersByPaymentIntent, type Order, type OrderPatch, type ShardHolding } from "../collections/orders";
 import { webhookEventRef, type WebhookEventRecord, type WebhookEventStatus } from "../collections/webhookEvents";
 import type { EventMeta, OrderRef, Translation } from "../domain/commands";
 import { deadLetterRef } from "../collections/deadLetters";
@@ -139,7 +139,7 @@ export function queueNotifications(tx: TransactionLike, db: Firestore, drafts: r
 }
 
 /** Records which shards a first stock movement used, so later releases and restocks hit the same ones. */
-export function withShards(patch: OrderPatch, order: Order, shards: Record<string, number>, movesStock: boolean): OrderPatch {
+export function withShards(patch: OrderPatch, order: Order, shards: Record<string, ShardHolding>, movesStock: boolean): OrderPatch {
   if (!movesStock || heldShards(order) !== undefined || Object.keys(shards).length === 0) return patch;
   return { ...patch, stockShards: shards };
 }
