@@ -55,6 +55,29 @@ describe("group commit", () => {
     expect(group.stats).to.include({ groups: 1, members: 20, rounds: 1, failedGroups: 0, alone: 0 });
   });
 
+  it("fails alone a member whose write Firestore refuses (an undefined field): the ten healthy ones commit in their first group", async () => {
+    const { input, output } = await fixture(11);
+    const counted = countingTransactions(db());
+    const group = new GroupCommit(counted.db, OPTIONS);
+
+    const settled = await outcomes(
+      Array.from({ length: 11 }, (_, i) =>
+        group.run(async (tx) => {
+          await tx.get(input(i));
+          // The shape of the dispute-refund bug: a nested undefined that only the commit would have refused.
+          tx.set(output(i), i === 5 ? { value: i, dispute: { closedAt: undefined } } : { value: i });
+          return i;
+        }),
+      ),
+    );
+
+    expect(settled.filter((s) => s instanceof Error)).to.have.length(1);
+    expect(settled[5]).to.be.instanceOf(Error);
+    expect(await outputs(output, 11)).to.deep.equal([0, 1, 2, 3, 4, null, 6, 7, 8, 9, 10]);
+    expect(counted.count()).to.equal(1);
+    expect(group.stats).to.include({ groups: 1, members: 11, failedGroups: 0, alone: 0 });
+  });
+
   it("drops the writes of a member that throws and commits the others", async () => {
     const { input, output } = await fixture(6);
     const group = new GroupCommit(db(), OPTIONS);
