@@ -14,14 +14,16 @@ import {
   functionsOrigin,
   orderData,
   productData,
+  pastWindow,
   PROJECT_ID,
   REGION,
+  reservedOrder,
   seedProduct,
   uniqueId,
   waitForOrderStatus,
 } from "../helpers/emulator";
 import { invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
-import { event, paymentIntent } from "../helpers/stripeFixtures";
+import { checkoutSession, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /** Issue 4: failures are visible and recoverable. */
 
@@ -136,10 +138,14 @@ describe("operations: failures are visible and recoverable", () => {
 
   it("retries a notification whose provider fails with backoff, then marks it dead and alerts an admin", async () => {
     const id = uniqueId("order_confirmed");
+    const orderId = uniqueId("order");
+    // This test's own minute of 2001: the re-drive below runs with a clock just after it, so only
+    // notifications due in or before that minute are candidates, and every other test's are due today.
+    const window = pastWindow();
     // Created as already failed once, so the create trigger (which only claims `queued`) leaves it to us.
     await db().collection("notifications").doc(id).create({
-      kind: "order_confirmed", orderId: "o-1", userId: "u-1", eventId: null, detail: null,
-      status: "failed", attempts: 1, createdAt: Timestamp.now(), nextAttemptAt: Timestamp.now(),
+      kind: "order_confirmed", orderId, userId: uniqueId("user"), eventId: null, detail: null,
+      status: "failed", attempts: 1, createdAt: Timestamp.fromDate(window.start), nextAttemptAt: Timestamp.fromDate(window.start),
     });
     // A real SMTP client against a port nothing listens on: connection refused, as when the relay is down.
     const provider = smtpProvider({
@@ -148,7 +154,7 @@ describe("operations: failures are visible and recoverable", () => {
       adminAddress: "ops@example.com",
       recipientFor: async () => "buyer@example.com",
     });
-    let clock = Date.now();
+    let clock = window.after(1_000).getTime();
     const deps: DeliveryDeps = { db: db(), now: () => new Date(clock), provider, options: { ...DEFAULT_DELIVERY_OPTIONS, maxAttempts: 3, baseBackoffMs: 60_000 } };
 
     expect(await deliverNotification(deps, id, "redrive")).to.equal("failed");
@@ -163,7 +169,7 @@ describe("operations: failures are visible and recoverable", () => {
     expect(redrive.dead).to.be.at.least(1);
     expect((await db().collection("notifications").doc(id).get()).data()).to.include({ status: "dead", attempts: 3 });
     const alert = (await db().collection("notifications").doc(`notification_dead:${id}`).get()).data();
-    expect(alert).to.include({ kind: "admin_alert" });
+    expect(alert).to.include({ kind: "admin_alert", orderId });
   });
 
   it("releases reservations abandoned past the hold, keeps those a Checkout Session holds, and honours a late payment", async () => {
@@ -171,14 +177,17 @@ describe("operations: failures are visible and recoverable", () => {
     await seedProduct(sku, 10);
     const abandoned = uniqueId("order");
     const inCheckout = uniqueId("order");
-    await createOrder({ id: abandoned, items: [{ sku, qty: 3 }], amount: 900 });
-    await createOrder({ id: inCheckout, items: [{ sku, qty: 2 }], amount: 600, checkoutSessionId: uniqueId("cs_test") });
+    const sessionId = uniqueId("cs_test");
+    // Created in this test's own minute of 2001 and swept with a clock 31 minutes later: only orders
+    // created by then are candidates, and every other test's orders were created today.
+    const window = pastWindow();
+    await createOrder({ id: abandoned, items: [{ sku, qty: 3 }], amount: 900, createdAt: window.start });
+    await createOrder({ id: inCheckout, items: [{ sku, qty: 2 }], amount: 600, checkoutSessionId: sessionId, createdAt: window.start });
     await waitForOrderStatus(abandoned, "reserved");
     await waitForOrderStatus(inCheckout, "reserved");
     expect(await productData(sku)).to.deep.equal({ stock: 10, reserved: 5 });
 
-    const later = Date.now() + 31 * 60_000;
-    const report = await releaseAbandonedReservations({ db: db(), now: () => new Date(later), locks: new LocalLocks() }, DEFAULT_ABANDON_POLICY, 500);
+    const report = await releaseAbandonedReservations({ db: db(), now: () => window.after(31 * 60_000), locks: new LocalLocks() }, DEFAULT_ABANDON_POLICY, 500);
     expect(report.canceled).to.be.at.least(1);
     expect((await orderData(abandoned)).status).to.equal("canceled");
     expect((await orderData(inCheckout)).status).to.equal("reserved");
@@ -188,16 +197,29 @@ describe("operations: failures are visible and recoverable", () => {
     const latePayment = await deliver(event("payment_intent.succeeded", paymentIntent({ amount: 900, orderId: abandoned })));
     expect(latePayment.body).to.include({ status: "processed", result: "finalized" });
     expect(await productData(sku)).to.deep.equal({ stock: 7, reserved: 2 });
+
+    // The Session held its order; its expiry releases it, so no reservation of this test is left in 2001.
+    const expired = checkoutSession({ id: sessionId, amount: 600, orderId: inCheckout, paymentIntentId: null, paymentStatus: "unpaid", status: "expired" });
+    expect((await deliver(event("checkout.session.expired", expired))).body).to.include({ status: "processed", result: "canceled" });
+    expect(await productData(sku)).to.deep.equal({ stock: 7, reserved: 0 });
   });
 
-  it("sets the TTL field on every webhookEvents document", async () => {
-    const snapshot = await db().collection("webhookEvents").get();
-    expect(snapshot.size).to.be.greaterThan(0);
-    for (const doc of snapshot.docs) {
+  it("sets the TTL field on the webhookEvents document of every outcome", async () => {
+    const { orderId } = await reservedOrder(5, 1, 500);
+    const events = [
+      event("payment_intent.succeeded", paymentIntent({ amount: 1, orderId })),
+      event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId })),
+      event("customer.created", { id: stripeId("cus"), object: "customer", metadata: {} }),
+    ];
+    const statuses: string[] = [];
+    for (const e of events) statuses.push(String((await deliver(e)).body.status));
+    expect(statuses).to.deep.equal(["rejected", "processed", "ignored"]);
+    for (const e of events) {
+      const doc = await db().collection("webhookEvents").doc(e.id).get();
       const expireAt = doc.get("expireAt") as Timestamp;
       const processedAt = doc.get("processedAt") as Timestamp;
-      expect(expireAt, doc.id).to.be.instanceOf(Timestamp);
-      expect(expireAt.toMillis() - processedAt.toMillis(), doc.id).to.equal(30 * 86_400_000);
+      expect(expireAt, e.id).to.be.instanceOf(Timestamp);
+      expect(expireAt.toMillis() - processedAt.toMillis(), e.id).to.equal(30 * 86_400_000);
     }
   });
 });

@@ -4,19 +4,19 @@ import { logProvider } from "../../src/notifications/providers";
 import { LocalLocks } from "../../src/concurrency/localLocks";
 import { reserveStockForOrder } from "../../src/reservation";
 import {
-  countAll,
   countWhere,
   createOrder,
   db,
   deliver,
   eventually,
+  footprint,
+  type Footprint,
   orderData,
   post,
   productData,
   reservedOrder,
   seedProduct,
   setBackgroundTriggers,
-  settle,
   uniqueId,
   waitForOrderStatus,
   webhookSecret,
@@ -84,14 +84,14 @@ describe("stripeWebhook on the emulators: the core path", () => {
     const { sku, orderId, amount } = await reservedOrder(10, 1);
     const paid = paymentSucceeded(orderId, amount);
     expect((await deliver(paid)).body.status).to.equal("processed");
-    await settle();
-    const before = await countAll();
+    const scope = { eventIds: [paid.id], orderIds: [orderId], skus: [sku] };
+    const before = await footprint(scope);
     for (let retry = 0; retry < 3; retry++) {
       const response = await deliver(paid);
       expect(response.status).to.equal(200);
       expect(response.body.status).to.equal("duplicate");
     }
-    expect(await countAll()).to.deep.equal(before);
+    expect(await footprint(scope)).to.deep.equal(before);
     expect(await productData(sku)).to.deep.equal({ stock: 9, reserved: 0 });
   });
 
@@ -131,31 +131,28 @@ describe("stripeWebhook on the emulators: the core path", () => {
 
   it("acknowledges an unhandled event type as ignored and records only webhookEvents", async () => {
     const ignored = event("customer.created", { id: stripeId("cus"), object: "customer", metadata: {} });
-    await settle();
-    const before = await countAll();
     const response = await deliver(ignored);
     expect(response.status).to.equal(200);
     expect(response.body).to.include({ received: true, eventId: ignored.id, status: "ignored" });
-    const after = await countAll();
-    expect(after).to.deep.equal({ ...before, webhookEvents: before.webhookEvents + 1 });
-    expect((await db().collection("webhookEvents").doc(ignored.id).get()).get("status")).to.equal("ignored");
+    const after = await footprint({ eventIds: [ignored.id] });
+    expect(after.events[ignored.id]).to.deep.include({ deadLetter: null, auditEntries: [], notifications: [] });
+    expect(after.events[ignored.id].webhookEvent).to.include({ type: "customer.created", status: "ignored", orderId: null });
   });
 
   describe("requests that must be refused without any write (SPEC section 5)", () => {
-    let counts: Record<string, number>;
+    // Each request is about this test's own reserved order: had it been applied, the order, its product,
+    // its audit entries and notifications, and the event's records would show it.
     let payload: string;
-
-    before(async () => {
-      await settle();
-    });
+    let scope: { eventIds: string[]; orderIds: string[]; skus: string[] };
+    let before: Footprint;
+    const fakeEventId = uniqueId("evt_fake");
 
     beforeEach(async () => {
-      payload = JSON.stringify(paymentSucceeded(uniqueId("order"), 100));
-      counts = await countAll();
-    });
-
-    afterEach(async () => {
-      expect(await countAll()).to.deep.equal(counts);
+      const { sku, orderId } = await reservedOrder(10, 1, 100);
+      const paid = paymentSucceeded(orderId, 100);
+      payload = JSON.stringify(paid);
+      scope = { eventIds: [paid.id, fakeEventId], orderIds: [orderId], skus: [sku] };
+      before = await footprint(scope);
     });
 
     const cases: { name: string; status: number; code: string | null; send: () => Promise<{ status: number; body: Record<string, unknown> }> }[] = [
@@ -197,7 +194,7 @@ describe("stripeWebhook on the emulators: the core path", () => {
         status: 400,
         code: "not_a_stripe_event",
         send: () => {
-          const body = JSON.stringify({ hello: "world", id: "evt_fake" });
+          const body = JSON.stringify({ hello: "world", id: fakeEventId });
           return post(body, { "stripe-signature": signatureHeader(body, webhookSecret()) });
         },
       },
@@ -208,10 +205,12 @@ describe("stripeWebhook on the emulators: the core path", () => {
       it(`answers ${c.status} to ${c.name}`, async () => {
         const response = await c.send();
         expect(response.status).to.equal(c.status);
-        if (c.code === null) return;
-        const error = response.body.error as { code: string; message: string };
-        expect(error.code).to.equal(c.code);
-        expect(error.message).to.be.a("string").and.have.length.greaterThan(20);
+        if (c.code !== null) {
+          const error = response.body.error as { code: string; message: string };
+          expect(error.code).to.equal(c.code);
+          expect(error.message).to.be.a("string").and.have.length.greaterThan(20);
+        }
+        expect(await footprint(scope)).to.deep.equal(before);
       });
     }
   });

@@ -90,6 +90,8 @@ export interface OrderSeed {
   status?: string;
   paymentIntentId?: string;
   checkoutSessionId?: string;
+  /** Defaults to now; tests of the sweep seed their orders in their own window far in the past (see pastWindow). */
+  createdAt?: Date;
 }
 
 export async function createOrder(o: OrderSeed): Promise<void> {
@@ -102,7 +104,7 @@ export async function createOrder(o: OrderSeed): Promise<void> {
       amount: o.amount,
       currency: o.currency ?? "usd",
       status: o.status ?? "pending",
-      createdAt: Timestamp.now(),
+      createdAt: o.createdAt ? Timestamp.fromDate(o.createdAt) : Timestamp.now(),
       ...(o.paymentIntentId ? { paymentIntentId: o.paymentIntentId } : {}),
       ...(o.checkoutSessionId ? { checkoutSessionId: o.checkoutSessionId } : {}),
     });
@@ -142,21 +144,58 @@ export async function countWhere(collection: string, field: string, value: strin
   return snapshot.data().count;
 }
 
-export const COLLECTIONS = ["products", "orders", "webhookEvents", "auditLog", "notifications", "deadLetters"] as const;
-
-export async function countAll(): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const name of COLLECTIONS) counts[name] = (await db().collection(name).count().get()).data().count;
-  return counts;
+export interface Footprint {
+  events: Record<string, { webhookEvent: unknown; deadLetter: unknown; auditEntries: string[]; notifications: string[] }>;
+  orders: Record<string, { order: unknown; auditEntries: string[]; notifications: string[] }>;
+  products: Record<string, unknown>;
 }
 
-/** Waits until no trigger work is in flight: no order still `pending`, no notification queued or sending. */
-export async function settle(): Promise<void> {
-  await eventually("triggers to settle", async () => {
-    const pending = (await db().collection("orders").where("status", "==", "pending").count().get()).data().count;
-    const unsent = (await db().collection("notifications").where("status", "in", ["queued", "sending"]).count().get()).data().count;
-    return pending === 0 && unsent === 0;
-  }, 60_000);
+/**
+ * Everything the backend can write about a test's own ids: the documents named by its event ids
+ * (webhookEvents, deadLetters, and the audit entries and notifications that name them), its orders
+ * (the documents, their audit entries and notifications) and its products. Two equal footprints mean
+ * nothing was written for those ids. Notifications and audit entries are compared by id, since the
+ * delivery trigger may still move a notification from `queued` to `sent`.
+ */
+export async function footprint(ids: { eventIds?: string[]; orderIds?: string[]; skus?: string[] }): Promise<Footprint> {
+  const database = db();
+  const idsWhere = async (collection: string, field: string, value: string) =>
+    (await database.collection(collection).where(field, "==", value).get()).docs.map((d) => d.id).sort();
+  const data = async (collection: string, id: string) => (await database.collection(collection).doc(id).get()).data() ?? null;
+  const result: Footprint = { events: {}, orders: {}, products: {} };
+  for (const id of ids.eventIds ?? []) {
+    result.events[id] = {
+      webhookEvent: await data("webhookEvents", id),
+      deadLetter: await data("deadLetters", id),
+      auditEntries: await idsWhere("auditLog", "eventId", id),
+      notifications: await idsWhere("notifications", "eventId", id),
+    };
+  }
+  for (const id of ids.orderIds ?? []) {
+    result.orders[id] = { order: await data("orders", id), auditEntries: await idsWhere("auditLog", "orderId", id), notifications: await idsWhere("notifications", "orderId", id) };
+  }
+  for (const sku of ids.skus ?? []) result.products[sku] = await data("products", sku);
+  return result;
+}
+
+/** The notifications of one kind whose `field` (orderId, eventId) names one of this test's ids. */
+export async function notificationsWhere(field: "orderId" | "eventId", value: string, kind?: string): Promise<Record<string, unknown>[]> {
+  let query = db().collection("notifications").where(field, "==", value);
+  if (kind !== undefined) query = query.where("kind", "==", kind);
+  return (await query.get()).docs.map((d) => ({ id: d.id, ...d.data() }));
+}
+
+/**
+ * A window of time of this test's own, far in the past (a random minute of 2001): the scheduled cores
+ * (sweep, re-drive) take `now` from their deps, so a test that seeds its documents at `start` and runs
+ * the core with a clock just after it never makes another test's documents (stamped with today's time)
+ * candidates.
+ */
+export function pastWindow(): { start: Date; after: (ms: number) => Date } {
+  const year = Date.UTC(2001, 0, 1);
+  const minute = Math.floor(Math.random() * 364 * 24 * 60);
+  const start = new Date(year + minute * 60_000);
+  return { start, after: (ms) => new Date(start.getTime() + ms) };
 }
 
 /** Unique ids per test, so tests never see each other's documents. */

@@ -1,4 +1,4 @@
-import type { Firestore } from "firebase-admin/firestore";
+import type { Firestore, Transaction } from "firebase-admin/firestore";
 import { LocalLocks } from "../../src/concurrency/localLocks";
 import { createWebhookHandler, type WebhookDeps } from "../../src/webhook/handler";
 import { webhookSecret } from "./emulator";
@@ -61,15 +61,28 @@ export async function invoke(deps: WebhookDeps, envelope: ReturnType<typeof even
 }
 
 
-/** Counts the transactions run through `real`, to show how many requests did the work. */
-export function countingTransactions(real: Firestore): { db: Firestore; count: () => number } {
+/**
+ * Counts the transactions run through `real` (`count`), and the runs of their bodies (`attempts`): a body
+ * run more often than its transaction was started was retried after Firestore aborted it, which is how
+ * the emulator breaks a lock wait (after seconds).
+ */
+export function countingTransactions(real: Firestore): { db: Firestore; count: () => number; attempts: () => number } {
   let count = 0;
+  let attempts = 0;
   const db = new Proxy(real, {
     get(target, prop, receiver) {
+      if (prop === "runTransaction") {
+        return <T>(body: (tx: Transaction) => Promise<T>, options?: Parameters<Firestore["runTransaction"]>[1]) => {
+          count += 1;
+          return target.runTransaction((tx) => {
+            attempts += 1;
+            return body(tx);
+          }, options);
+        };
+      }
       const value: unknown = Reflect.get(target, prop, receiver);
-      if (prop === "runTransaction") count += 1;
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-  return { db, count: () => count };
+  return { db, count: () => count, attempts: () => attempts };
 }
