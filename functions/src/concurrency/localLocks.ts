@@ -3,18 +3,16 @@ import { DEFAULT_GROUP_COMMIT, GroupCommit, type GroupCommitOptions, type Transa
 
 /**
  * Coordination between the concurrent requests of ONE function instance (a v2 function serves up to 80
- * at once). Firestore transactions are what make every write correct; nothing here is needed for
- * correctness, and other instances do not see these locks. What they remove is contention between
- * requests of the same instance: two transactions that read and then write the same document lock
- * each other out, and Firestore settles that by aborting one (production, then the client retries)
- * or by a lock timeout of up to about 20 s (the emulator). Waiting in-process for a few milliseconds
- * instead is cheaper in both.
+ * at once). The optimistic transactions (see OptimisticTransaction) are what make every write correct;
+ * nothing here is needed for correctness, and other instances do not see these keys. What they remove
+ * is wasted work between requests of the same instance: two transactions that read and then write the
+ * same document cannot both commit, so the loser runs again; waiting in-process for a few milliseconds
+ * instead costs no round trip. Copies of one event in flight at once share one delivery (`coalesce`).
  *
- * Two rules keep these waits from ever deadlocking, with each other or with Firestore's own locks:
- * keys are waited for in one global order (`LockScope.acquire`), and never inside a transaction: a
- * transaction only takes free keys (`LockScope.require`) and otherwise gives up its attempt, so the
- * wait happens with no Firestore lock held (`runTransactionWithLocks`; in a group commit, a member's
- * failure reaches it only once the shared transaction has ended).
+ * Two rules keep these waits from ever deadlocking: keys are waited for in one global order
+ * (`LockScope.acquire`), and never inside a transaction body: a body only takes free keys
+ * (`LockScope.require`) and otherwise gives up its attempt (`runTransactionWithLocks`; in a group
+ * commit, a member's failure reaches it only once the shared commit has ended).
  *
  * The instance's transactions themselves run through its group commit (`transactions`, see GroupCommit).
  */
@@ -24,7 +22,14 @@ export class LocalLocks {
   private readonly flights = new Map<string, Promise<unknown>>();
   private readonly groups = new WeakMap<Firestore, GroupCommit>();
 
-  constructor(private readonly groupCommit: GroupCommitOptions = DEFAULT_GROUP_COMMIT) {}
+  /**
+   * `coordination.localKeys` false turns the keys and the coalescing off (every key is free, every call
+   * runs its own work): the bench's knob for measuring what they are worth across instances.
+   */
+  constructor(
+    private readonly groupCommit: GroupCommitOptions = DEFAULT_GROUP_COMMIT,
+    private readonly coordination: { localKeys: boolean } = { localKeys: true },
+  ) {}
 
   /** A set of keys held for one unit of work; release them all with `releaseAll()` in a `finally`. */
   scope(): LockScope {
@@ -36,6 +41,7 @@ export class LocalLocks {
    * call and shares its result (or its error). `leader` says which of the two happened.
    */
   async coalesce<T>(key: string, work: () => Promise<T>): Promise<{ value: T; leader: boolean }> {
+    if (!this.coordination.localKeys) return { value: await work(), leader: true };
     const running = this.flights.get(key) as Promise<T> | undefined;
     if (running !== undefined) return { value: await running, leader: false };
     const flight = work();
@@ -64,6 +70,7 @@ export class LocalLocks {
 
   /** @internal */
   tryLock(key: string): boolean {
+    if (!this.coordination.localKeys) return true;
     if (this.queues.has(key)) return false;
     this.queues.set(key, []);
     return true;
@@ -71,6 +78,7 @@ export class LocalLocks {
 
   /** @internal */
   lock(key: string): Promise<void> {
+    if (!this.coordination.localKeys) return Promise.resolve();
     const queue = this.queues.get(key);
     if (queue === undefined) {
       this.queues.set(key, []);
@@ -81,6 +89,7 @@ export class LocalLocks {
 
   /** @internal Hands the key to the next waiter, if any (it stays held), else frees it. */
   unlock(key: string): void {
+    if (!this.coordination.localKeys) return;
     const next = this.queues.get(key)?.shift();
     if (next !== undefined) next();
     else this.queues.delete(key);
@@ -168,8 +177,8 @@ const MAX_LOCK_ROUNDS = 10;
 
 /**
  * Runs `body` as a transaction (in the instance's group commit), where `body` may throw LocksWanted: the
- * attempt is rolled back (so this request holds no Firestore lock), the keys are waited for, and the
- * transaction runs again holding them.
+ * attempt is dropped (nothing was written), the keys are waited for, and the transaction runs again
+ * holding them.
  */
 export async function runTransactionWithLocks<T>(db: Firestore, scope: LockScope, body: TransactionBody<T>): Promise<T> {
   for (let round = 1; ; round++) {

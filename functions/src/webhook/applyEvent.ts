@@ -126,7 +126,8 @@ export function writeEventRecord(
     livemode: meta.livemode,
     expireAt: new Date(processedAt.getTime() + deps.options.webhookEventTtlDays * DAY_MS),
   };
-  if (overwrite) tx.set(eventRef, record);
+  // A replay overwrites the parked record it read: an update, which an optimistic transaction can guard.
+  if (overwrite) tx.update(eventRef, { ...record });
   else tx.create(eventRef, record);
 }
 

@@ -1,16 +1,16 @@
 import { expect } from "chai";
 import type { DocumentReference } from "firebase-admin/firestore";
-import { GroupCommit, type GroupCommitOptions } from "../../src/concurrency/groupCommit";
+import { DEFAULT_GROUP_COMMIT, GroupCommit, type GroupCommitOptions } from "../../src/concurrency/groupCommit";
 import { productRef } from "../../src/collections/products";
 import { db, seedProduct, uniqueId } from "../helpers/emulator";
-import { countingTransactions } from "../helpers/inProcess";
+import { countingCommits } from "../helpers/inProcess";
 
 /**
  * Group commit against the real emulator: transactions started together share one Firestore
  * transaction, and each member's outcome is the one it would have had alone.
  */
 
-const OPTIONS: GroupCommitOptions = { maxMembers: 50, maxInFlight: 1, readRoundMs: 25 };
+const OPTIONS: GroupCommitOptions = { ...DEFAULT_GROUP_COMMIT, maxMembers: 50, maxInFlight: 1, readRoundMs: 25 };
 
 /** `n` input documents holding 0..n-1, and where each member writes its output. */
 async function fixture(n: number): Promise<{ input: (i: number) => DocumentReference; output: (i: number) => DocumentReference }> {
@@ -36,7 +36,7 @@ async function outcomes<T>(promises: Array<Promise<T>>): Promise<Array<T | Error
 describe("group commit", () => {
   it("runs 20 transactions started together as one Firestore transaction with one round of reads", async () => {
     const { input, output } = await fixture(20);
-    const counted = countingTransactions(db());
+    const counted = countingCommits(db());
     const group = new GroupCommit(counted.db, OPTIONS);
 
     const results = await Promise.all(
@@ -57,7 +57,7 @@ describe("group commit", () => {
 
   it("fails alone a member whose write Firestore refuses (an undefined field): the ten healthy ones commit in their first group", async () => {
     const { input, output } = await fixture(11);
-    const counted = countingTransactions(db());
+    const counted = countingCommits(db());
     const group = new GroupCommit(counted.db, OPTIONS);
 
     const settled = await outcomes(
@@ -98,10 +98,10 @@ describe("group commit", () => {
     expect(group.stats).to.include({ groups: 1, failedGroups: 0 });
   });
 
-  it("runs every member again alone when the shared commit fails: only the member that cannot commit fails", async () => {
+  it("after a conflict, sends alone only the member whose create found its document, and commits the others together again", async () => {
     const { input, output } = await fixture(8);
     await output(5).set({ value: -1 });
-    const counted = countingTransactions(db());
+    const counted = countingCommits(db());
     const failures: Array<{ members: number; code: unknown }> = [];
     const group = new GroupCommit(counted.db, { ...OPTIONS, onGroupFailure: ({ members, code }) => failures.push({ members, code }) });
 
@@ -115,13 +115,32 @@ describe("group commit", () => {
       ),
     );
 
-    // ALREADY_EXISTS (gRPC 6) for the one create that finds its document, in its own transaction.
+    // ALREADY_EXISTS (gRPC 6) for the one create that finds its document, and only for it.
     const codes = settled.map((s) => (s instanceof Error ? `error ${(s as Error & { code?: number }).code}` : s));
     expect(codes).to.deep.equal([0, 1, 2, 3, 4, "error 6", 6, 7]);
     expect(await outputs(output, 8)).to.deep.equal([0, 1, 2, 3, 4, -1, 6, 7]);
-    expect(counted.count()).to.equal(1 + 8);
-    expect(group.stats).to.include({ failedGroups: 1, alone: 8 });
-    expect(failures).to.deep.equal([{ members: 8, code: 6 }]);
+    // The shared commit, the same group less member 5, and member 5's two runs alone.
+    expect(counted.count()).to.equal(4);
+    expect(group.stats).to.include({ retriedGroups: 1, pruned: 1, alone: 1, failedGroups: 0 });
+    expect(failures).to.deep.equal([]);
+  });
+
+  it("never loses an increment when two instances' groups write one document at once", async () => {
+    const { input } = await fixture(1);
+    // Two instances: two group commits on one database, each with its own burst.
+    const instances = [new GroupCommit(db(), OPTIONS), new GroupCommit(db(), OPTIONS)];
+    const increment = (group: GroupCommit) =>
+      group.run(async (tx) => {
+        const value = Number((await tx.get(input(0))).get("value"));
+        tx.update(input(0), { value: value + 1 });
+        return value;
+      });
+
+    const seen = await Promise.all(instances.flatMap((group) => Array.from({ length: 5 }, () => increment(group))));
+
+    // Every increment saw a different value: each committed on the version it read.
+    expect([...seen].sort((a, b) => a - b)).to.deep.equal(Array.from({ length: 10 }, (_, i) => i));
+    expect((await input(0).get()).get("value")).to.equal(10);
   });
 
   it("leaves a member out of the commit when it would write what another member read, and runs it alone after", async () => {

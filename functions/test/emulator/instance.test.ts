@@ -1,9 +1,10 @@
 import { expect } from "chai";
+import { DEFAULT_GROUP_COMMIT } from "../../src/concurrency/groupCommit";
 import { LocalLocks } from "../../src/concurrency/localLocks";
 import { configureStockShards } from "../../src/inventory/shards";
 import { reserveStockForOrder } from "../../src/reservation";
 import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, uniqueId, waitForOrderStatus } from "../helpers/emulator";
-import { countingTransactions, invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
+import { countingCommits, invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { charge, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /**
@@ -33,7 +34,7 @@ describe("one instance under concurrent load", () => {
     const { sku, orderId } = await reservedOrder(10, 3, 900);
     const paid = event("payment_intent.succeeded", paymentIntent({ amount: 900, orderId }));
 
-    const counted = countingTransactions(db());
+    const counted = countingCommits(db());
     const deps = webhookDeps(counted.db);
     const answers = await Promise.all(Array.from({ length: 40 }, () => invoke(deps, paid)));
     expect(counted.count()).to.equal(1);
@@ -71,7 +72,7 @@ describe("one instance under concurrent load", () => {
     await Promise.all(orders.map((o) => createOrder({ id: o.id, items: [{ sku: o.sku, qty: o.qty }], amount: 300 * o.qty })));
     await Promise.all(orders.map((o) => waitForOrderStatus(o.id, "reserved")));
 
-    const counted = countingTransactions(db());
+    const counted = countingCommits(db());
     const deps = webhookDeps(counted.db);
     const events = orders.map((o) => event("payment_intent.succeeded", paymentIntent({ amount: 300 * o.qty, orderId: o.id })));
     const answers = await Promise.all(events.map((e) => invoke(deps, e)));
@@ -98,7 +99,7 @@ describe("one instance under concurrent load", () => {
     await seedProduct(sku, 5);
     await createOrder({ id: orderId, items: [{ sku, qty: 1 }], amount: 700, paymentIntentId: piId });
     await waitForOrderStatus(orderId, "reserved");
-    const counted = countingTransactions(db());
+    const counted = countingCommits(db());
     const deps = webhookDeps(counted.db);
     const answers = await Promise.all([
       invoke(deps, event("payment_intent.succeeded", paymentIntent({ id: piId, amount: 700, orderId }))),
@@ -107,10 +108,9 @@ describe("one instance under concurrent load", () => {
     expect(answers.map((a) => a.status)).to.deep.equal([200, 200]);
     expect(answers.map((a) => String(a.body.result)).sort()).to.deep.equal(["already_finalized", "finalized"]);
     expect((await db().collection("products").doc(sku).get()).data()).to.include({ stock: 4, reserved: 0 });
-    // The emulator breaks such a cycle only by aborting a transaction after seconds (measured: ~3 s):
-    // a shared transaction that fails, or a body Firestore made run again. Without a stall, neither.
-    expect(deps.locks.transactions(counted.db).stats.failedGroups, "shared transactions that failed").to.equal(0);
-    expect(counted.attempts(), "transaction bodies run").to.equal(counted.count());
+    // The local keys queue the two in this instance: neither commit loses a race and reruns.
+    expect(deps.locks.transactions(counted.db).stats.failedGroups, "shared commits that failed").to.equal(0);
+    expect(counted.conflicts(), "commits that lost a race").to.equal(0);
     expect(deps.locks.heldCount).to.equal(0);
   });
 
@@ -125,8 +125,8 @@ describe("one instance under concurrent load", () => {
     const payments = [0, 1].map(() => ({ orderId: uniqueId("order"), piId: stripeId("pi") }));
     await Promise.all(payments.map((p) => createOrder({ id: p.orderId, items: [{ sku, qty: 1 }], amount: 700, paymentIntentId: p.piId })));
     await Promise.all(payments.map((p) => waitForOrderStatus(p.orderId, "reserved")));
-    const counted = countingTransactions(db());
-    const deps = { ...webhookDeps(counted.db), locks: new LocalLocks({ maxMembers: 2, maxInFlight: 2, readRoundMs: 25 }) };
+    const counted = countingCommits(db());
+    const deps = { ...webhookDeps(counted.db), locks: new LocalLocks({ ...DEFAULT_GROUP_COMMIT, maxMembers: 2, maxInFlight: 2, readRoundMs: 25 }) };
     const [a, b] = payments;
     const piEvent = (p: typeof a) => event("payment_intent.succeeded", paymentIntent({ id: p.piId, amount: 700, orderId: p.orderId }));
     const chargeEvent = (p: typeof a) => event("charge.succeeded", charge({ amount: 700, paymentIntentId: p.piId }));
@@ -139,9 +139,9 @@ describe("one instance under concurrent load", () => {
     expect(answers.map((x) => x.status)).to.deep.equal([200, 200, 200, 200]);
     expect(await statusesOf(payments.map((p) => p.orderId))).to.deep.equal({ finalized: 2 });
     expect(await productData(sku)).to.include({ stock: 3, reserved: 0 });
-    // Groups waiting on each other end only when Firestore aborts one: none failed, no body ran twice.
-    expect(deps.locks.transactions(counted.db).stats.failedGroups, "shared transactions that failed").to.equal(0);
-    expect(counted.attempts(), "transaction bodies run").to.equal(counted.count());
+    // Keys taken before each body keep the groups apart: no commit lost a race, no group failed.
+    expect(deps.locks.transactions(counted.db).stats.failedGroups, "shared commits that failed").to.equal(0);
+    expect(counted.conflicts(), "commits that lost a race").to.equal(0);
     expect(deps.locks.heldCount).to.equal(0);
   });
 

@@ -1,4 +1,4 @@
-import type { Firestore, Transaction } from "firebase-admin/firestore";
+import type { Firestore, WriteResult } from "firebase-admin/firestore";
 import { LocalLocks } from "../../src/concurrency/localLocks";
 import { createWebhookHandler, type WebhookDeps } from "../../src/webhook/handler";
 import { webhookSecret } from "./emulator";
@@ -22,18 +22,13 @@ export function webhookDeps(database: Firestore): WebhookDeps {
   };
 }
 
-/** Fault injection at the dependency boundary: the first `runTransaction` fails as Firestore does when unavailable. */
+/** Fault injection at the dependency boundary: the first commit fails as Firestore does when unavailable. */
 export function unavailableOnce(real: Firestore): Firestore {
   let failed = false;
-  return new Proxy(real, {
-    get(target, prop, receiver) {
-      if (prop === "runTransaction" && !failed) {
-        failed = true;
-        return () => Promise.reject(Object.assign(new Error("14 UNAVAILABLE: injected outage"), { code: 14 }));
-      }
-      const value: unknown = Reflect.get(target, prop, receiver);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
+  return withCommits(real, (commit) => {
+    if (failed) return commit();
+    failed = true;
+    return Promise.reject(Object.assign(new Error("14 UNAVAILABLE: injected outage"), { code: 14 }));
   });
 }
 
@@ -62,27 +57,40 @@ export async function invoke(deps: WebhookDeps, envelope: ReturnType<typeof even
 
 
 /**
- * Counts the transactions run through `real` (`count`), and the runs of their bodies (`attempts`): a body
- * run more often than its transaction was started was retried after Firestore aborted it, which is how
- * the emulator breaks a lock wait (after seconds).
+ * Counts the commits made through `real` (`count`: every batch commit, the optimistic transactions' and
+ * the group commits'), and those that lost a race (`conflicts`: FAILED_PRECONDITION / ALREADY_EXISTS,
+ * after which the body runs again on fresh reads).
  */
-export function countingTransactions(real: Firestore): { db: Firestore; count: () => number; attempts: () => number } {
+export function countingCommits(real: Firestore): { db: Firestore; count: () => number; conflicts: () => number } {
   let count = 0;
-  let attempts = 0;
-  const db = new Proxy(real, {
+  let conflicts = 0;
+  const db = withCommits(real, async (commit) => {
+    count += 1;
+    try {
+      return await commit();
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code === 9 || code === 6) conflicts += 1;
+      throw error;
+    }
+  });
+  return { db, count: () => count, conflicts: () => conflicts };
+}
+
+/** `real`, with every `batch().commit()` going through `around`. */
+function withCommits(real: Firestore, around: (commit: () => Promise<WriteResult[]>) => Promise<WriteResult[]>): Firestore {
+  return new Proxy(real, {
     get(target, prop, receiver) {
-      if (prop === "runTransaction") {
-        return <T>(body: (tx: Transaction) => Promise<T>, options?: Parameters<Firestore["runTransaction"]>[1]) => {
-          count += 1;
-          return target.runTransaction((tx) => {
-            attempts += 1;
-            return body(tx);
-          }, options);
+      if (prop === "batch") {
+        return () => {
+          const batch = target.batch();
+          const commit = batch.commit.bind(batch);
+          batch.commit = () => around(commit);
+          return batch;
         };
       }
       const value: unknown = Reflect.get(target, prop, receiver);
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-  return { db, count: () => count, attempts: () => attempts };
 }

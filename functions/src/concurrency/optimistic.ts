@@ -1,0 +1,214 @@
+import { DocumentReference, type DocumentData, type DocumentSnapshot, type Firestore, type Precondition, type Query, type QuerySnapshot, type Timestamp, type UpdateData, type WithFieldValue, type WriteBatch } from "firebase-admin/firestore";
+import { grpcCodeOf } from "../errors";
+
+/**
+ * The part of a Firestore `Transaction` that the webhook and reservation transactions use. A real
+ * `Transaction` is one; so is an `OptimisticTransaction` (below).
+ */
+export interface TransactionLike {
+  get<A, D extends DocumentData>(query: Query<A, D>): Promise<QuerySnapshot<A, D>>;
+  get<A, D extends DocumentData>(ref: DocumentReference<A, D>): Promise<DocumentSnapshot<A, D>>;
+  getAll<A, D extends DocumentData>(...refs: Array<DocumentReference<A, D>>): Promise<Array<DocumentSnapshot<A, D>>>;
+  create<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: WithFieldValue<A>): unknown;
+  set<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: WithFieldValue<A>): unknown;
+  update<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: UpdateData<D>): unknown;
+}
+
+export type TransactionBody<T> = (tx: TransactionLike) => Promise<T>;
+
+/** Where an optimistic transaction's reads go: straight to Firestore, or into a group's shared rounds. */
+export interface Reader {
+  getAll(refs: DocumentReference[]): Promise<DocumentSnapshot[]>;
+  query<A, D extends DocumentData>(query: Query<A, D>): Promise<QuerySnapshot<A, D>>;
+}
+
+export function directReader(db: Firestore): Reader {
+  return {
+    getAll: (refs) => db.getAll(...refs),
+    query: (query) => query.get(),
+  };
+}
+
+/** A document a commit depends on: unchanged since it was read (`updateTime`), or still absent (null). */
+export interface Guard {
+  ref: DocumentReference;
+  updateTime: Timestamp | null;
+}
+
+/** Thrown inside a body that read one document twice and saw it change between the reads: run again. */
+export class ReadConflict extends Error {}
+
+/**
+ * A transaction without locks: reads are plain (lock-free) reads that remember the version they saw, and
+ * the writes go out in ONE atomic batch in which every write to a document that was read carries that
+ * version as its precondition (`lastUpdateTime`), and every `create` the precondition that the document
+ * does not exist. The commit succeeds only if nothing it was decided on has changed since, which is
+ * what a serializable transaction guarantees for the documents it writes; a conflict fails the commit
+ * at once (FAILED_PRECONDITION / ALREADY_EXISTS) and the body runs again on fresh reads.
+ *
+ * Why not Firestore's own transactions: they lock what they read until commit. Two of them that read and
+ * then write one document (two instances paying one product, two copies of one event) wait for each
+ * other until one is aborted: seconds in production, a ~20 s lock timeout in the emulator. Here nobody
+ * waits on anybody; the loser of a race pays one more round of reads.
+ *
+ * What it does not guarantee: a document that is read but not written is not re-checked at commit. Our
+ * bodies decide only refusals and no-ops on such reads (a sold-out refusal, `already_finalized`), whose
+ * outcome is at worst as of a few milliseconds earlier; every change they make is to a guarded document.
+ */
+export class OptimisticTransaction implements TransactionLike {
+  /** First version seen of every document read, by path. */
+  private readonly seen = new Map<string, Guard>();
+  readonly writePaths = new Set<string>();
+  private readonly writes: Array<(batch: WriteBatch) => void> = [];
+  private readonly created: DocumentReference[] = [];
+
+  /**
+   * `check` is never committed: each write is also made on it at once, so a write Firestore would refuse
+   * (an undefined field, a bad path) throws inside the body, where the body's caller sees it, instead of
+   * failing a commit it shares with others.
+   */
+  constructor(
+    private readonly reader: Reader,
+    private readonly check: WriteBatch,
+  ) {}
+
+  get writeCount(): number {
+    return this.writes.length;
+  }
+
+  /** Paths of every document read. */
+  get readPaths(): Set<string> {
+    return new Set(this.seen.keys());
+  }
+
+  get<A, D extends DocumentData>(query: Query<A, D>): Promise<QuerySnapshot<A, D>>;
+  get<A, D extends DocumentData>(ref: DocumentReference<A, D>): Promise<DocumentSnapshot<A, D>>;
+  async get<A, D extends DocumentData>(target: Query<A, D> | DocumentReference<A, D>): Promise<QuerySnapshot<A, D> | DocumentSnapshot<A, D>> {
+    if (target instanceof DocumentReference) return (await this.getAll(target))[0];
+    this.assertNoWrites();
+    const snapshot = await this.reader.query(target);
+    for (const doc of snapshot.docs) this.remember(doc);
+    return snapshot;
+  }
+
+  async getAll<A, D extends DocumentData>(...refs: Array<DocumentReference<A, D>>): Promise<Array<DocumentSnapshot<A, D>>> {
+    this.assertNoWrites();
+    if (refs.length === 0) return [];
+    // Each snapshot comes back built with the converter of the reference it answers (the SDK's
+    // DocumentReader rebuilds it per requested reference), so the cast only restores the static type.
+    const snapshots = (await this.reader.getAll(refs as DocumentReference[])) as Array<DocumentSnapshot<A, D>>;
+    for (const snapshot of snapshots) this.remember(snapshot);
+    return snapshots;
+  }
+
+  create<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: WithFieldValue<A>): this {
+    this.check.create(ref, data);
+    this.created.push(ref.withConverter(null));
+    return this.write(ref.path, (batch) => batch.create(ref, data));
+  }
+
+  set<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: WithFieldValue<A>): this {
+    // A set cannot carry a precondition: overwriting a document this body read would not be guarded.
+    if (this.seen.has(ref.path)) throw new Error(`set() of ${ref.path}, which this transaction read: use update() so the write is guarded`);
+    this.check.set(ref, data);
+    return this.write(ref.path, (batch) => batch.set(ref, data));
+  }
+
+  update<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: UpdateData<D>): this {
+    this.check.update(ref, data);
+    const seen = this.seen.get(ref.path);
+    const precondition: Precondition | undefined = seen?.updateTime ? { lastUpdateTime: seen.updateTime } : undefined;
+    return this.write(ref.path, (batch) => (precondition ? batch.update(ref, data, precondition) : batch.update(ref, data)));
+  }
+
+  /** What the commit depends on: the documents it writes that were read, at the version they were read. */
+  guards(): Guard[] {
+    return [...this.writePaths].map((path) => this.seen.get(path)).filter((g): g is Guard => g !== undefined);
+  }
+
+  /** Documents it creates: the commit also depends on their not existing. */
+  createdRefs(): DocumentReference[] {
+    return [...this.created];
+  }
+
+  /** Adds this transaction's writes to `batch`, in the order they were made. */
+  applyTo(batch: WriteBatch): void {
+    for (const write of this.writes) write(batch);
+  }
+
+  private remember<A, D extends DocumentData>(snapshot: DocumentSnapshot<A, D>): void {
+    const updateTime = snapshot.updateTime ?? null;
+    const earlier = this.seen.get(snapshot.ref.path);
+    if (earlier === undefined) {
+      this.seen.set(snapshot.ref.path, { ref: snapshot.ref.withConverter(null), updateTime });
+      return;
+    }
+    // A real transaction reads one snapshot; two different versions of one document would mix two.
+    if (!sameVersion(earlier.updateTime, updateTime)) throw new ReadConflict(`${snapshot.ref.path} changed between two reads of one transaction`);
+  }
+
+  private write(path: string, write: (batch: WriteBatch) => void): this {
+    this.writePaths.add(path);
+    this.writes.push(write);
+    return this;
+  }
+
+  /** As a real transaction does: a body that reads after writing is refused. */
+  private assertNoWrites(): void {
+    if (this.writes.length > 0) throw new Error("Firestore transactions require all reads to be executed before all writes.");
+  }
+}
+
+export function sameVersion(a: Timestamp | null, b: Timestamp | null): boolean {
+  return a === null || b === null ? a === b : a.isEqual(b);
+}
+
+const GRPC_ALREADY_EXISTS = 6;
+const GRPC_FAILED_PRECONDITION = 9;
+const GRPC_ABORTED = 10;
+
+/** A commit lost to another writer: a guarded document changed, or a created one appeared. Run again. */
+export function isConflict(error: unknown): boolean {
+  if (error instanceof ReadConflict) return true;
+  const code = grpcCodeOf(error);
+  return code === GRPC_FAILED_PRECONDITION || code === GRPC_ALREADY_EXISTS || code === GRPC_ABORTED;
+}
+
+export interface OptimisticOptions {
+  /** Runs of the body before a conflict is given up on (and answered as transient). */
+  maxAttempts: number;
+  /** The wait before a run after a conflict is jittered up to this times the attempt number. */
+  backoffMs: number;
+}
+
+export const DEFAULT_OPTIMISTIC: OptimisticOptions = { maxAttempts: 10, backoffMs: 10 };
+
+/** Statistics of optimistic runs: for the bench and the tests. */
+export interface OptimisticStats {
+  commits: number;
+  conflicts: number;
+}
+
+/** Runs `body` as an optimistic transaction on `db`, again on fresh reads after each conflict. */
+export async function runOptimistic<T>(db: Firestore, body: TransactionBody<T>, options: OptimisticOptions = DEFAULT_OPTIMISTIC, stats?: OptimisticStats): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const tx = new OptimisticTransaction(directReader(db), db.batch());
+      const value = await body(tx);
+      if (tx.writeCount > 0) {
+        const batch = db.batch();
+        tx.applyTo(batch);
+        await batch.commit();
+        if (stats) stats.commits++;
+      }
+      return value;
+    } catch (error) {
+      // A document this body creates already exists: one run on fresh reads sees it (a duplicate event
+      // answers `duplicate`); a body that still creates it is wrong, and more runs would not change that.
+      const retries = grpcCodeOf(error) === GRPC_ALREADY_EXISTS ? Math.min(2, options.maxAttempts) : options.maxAttempts;
+      if (!isConflict(error) || attempt >= retries) throw error;
+      if (stats) stats.conflicts++;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * options.backoffMs * attempt));
+    }
+  }
+}
