@@ -9,7 +9,7 @@ import { onSchedule } from "firebase-functions/v2/scheduler";
 import { listDeadLettersCallable, replayWebhookEventCallable, webhookEventStatusCallable } from "./admin/callables";
 import { STRIPE_WEBHOOK_SECRET } from "./config";
 import { deliverNotification, redriveNotifications } from "./notifications/deliver";
-import { aggregateShards, reconcileProduct } from "./inventory/shards";
+import { AGGREGATE_MIN_INTERVAL_MS, aggregateShards, reconcileProduct } from "./inventory/shards";
 import { releaseAbandonedReservations, reserveStockForOrder } from "./reservation";
 import { runtime } from "./runtime";
 
@@ -43,7 +43,8 @@ export const releaseAbandonedReservationsSweep = onSchedule("every 5 minutes", a
 // Retried: a run lost to contention on the product document could be the last of a burst, and a
 // repeated or late run changes nothing (an older snapshot never overwrites a newer one).
 export const aggregateStockShards = onDocumentWritten({ document: "products/{sku}/stockShards/{shard}", retry: true }, async (event) => {
-  await aggregateShards(runtime().reservation.db, event.params.sku);
+  const changedAt = event.data?.after.updateTime ?? event.data?.before.updateTime;
+  await aggregateShards(runtime().reservation.db, event.params.sku, { minIntervalMs: AGGREGATE_MIN_INTERVAL_MS, ...(changedAt ? { changedAt } : {}) });
 });
 
 // Retried: a lost run would leave the edit out of the shards until the next sale (the shard trigger

@@ -1,4 +1,5 @@
-import type { Firestore } from "firebase-admin/firestore";
+import type { Firestore, Timestamp } from "firebase-admin/firestore";
+import { runOptimistic } from "../concurrency/optimistic";
 import { toCount } from "../collections/firestoreValues";
 import { productFromData, productRef, stockShardRef, type StockLevel } from "../collections/products";
 
@@ -84,6 +85,20 @@ export async function reconcileProduct(db: Firestore, sku: string): Promise<Reco
 export type AggregateOutcome = "not_sharded" | "unchanged" | "superseded" | "aggregated" | `reconciled:${ReconcileOutcome}`;
 
 /**
+ * Production Firestore sustains about one write a second to one document: a hot product's document
+ * is aggregated at most this often, however fast its shards are written (see aggregateShards).
+ */
+export const AGGREGATE_MIN_INTERVAL_MS = 1000;
+
+export interface AggregateOptions {
+  /** When the shard write that started this run happened: a later aggregation already covers it. */
+  changedAt?: Timestamp;
+  /** Aggregations of one product are at least this far apart (the trigger passes AGGREGATE_MIN_INTERVAL_MS). */
+  minIntervalMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/**
  * What the shard trigger runs: sets the product document to its shards' sums. The shards are read
  * without locks, as one snapshot with the product: a transaction reading every shard would make each
  * sale of the product wait for each aggregation, during a flash sale twice per order. The write
@@ -91,10 +106,27 @@ export type AggregateOutcome = "not_sharded" | "unchanged" | "superseded" | "agg
  * writes the last aggregation leaves the exact sums, whatever order the triggers ran in. An operator
  * edit not yet spread over the shards goes to `reconcileProduct`, which locks them: a lost run of the
  * edit trigger is made up by the next shard write.
+ *
+ * During a sale every shard write starts a run. A run that comes less than `minIntervalMs` after the
+ * last aggregation waits out the rest of the interval, then does nothing if an aggregation taken after
+ * its shard write has landed meanwhile: a burst of N shard writes costs about one product write a
+ * second, and the last run still leaves the exact sums. The write is an optimistic transaction, so the
+ * runs that wake together do not lock each other out: one writes, the others find it and stop.
  */
-export async function aggregateShards(db: Firestore, sku: string): Promise<AggregateOutcome> {
+export async function aggregateShards(db: Firestore, sku: string, options: AggregateOptions = {}): Promise<AggregateOutcome> {
   const ref = productRef(db, sku);
-  const shards = (await ref.get()).data()?.shards ?? 1;
+  const { changedAt, minIntervalMs = 0, sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)) } = options;
+  let first = await ref.get();
+  const covered = (aggregatedAt: Timestamp | undefined) => changedAt !== undefined && aggregatedAt !== undefined && aggregatedAt.valueOf() >= changedAt.valueOf();
+  if (covered(first.data()?.aggregatedAt)) return "superseded";
+  const last = first.data()?.aggregatedAt;
+  const since = last === undefined ? Infinity : first.readTime.toMillis() - last.toMillis();
+  if (since < minIntervalMs) {
+    await sleep(minIntervalMs - since);
+    first = await ref.get();
+    if (covered(first.data()?.aggregatedAt)) return "superseded";
+  }
+  const shards = first.data()?.shards ?? 1;
   if (shards <= 1) return "not_sharded";
   const [productSnapshot, ...shardSnapshots] = await db.getAll(ref.withConverter(null), ...Array.from({ length: shards }, (_, n) => stockShardRef(db, sku, n)));
   const data = productSnapshot.data();
@@ -109,7 +141,7 @@ export async function aggregateShards(db: Firestore, sku: string): Promise<Aggre
   const settled = product.aggregatedAt !== undefined && product.aggregatedAt.valueOf() >= lastShardWrite;
   if (settled && product.stock === stock && product.reserved === reserved && product.stockSynced === stock) return "unchanged";
   const snapshotTime = productSnapshot.readTime;
-  const outcome = await db.runTransaction(async (tx): Promise<AggregateOutcome | "edit_pending"> => {
+  const outcome = await runOptimistic(db, async (tx): Promise<AggregateOutcome | "edit_pending"> => {
     const current = (await tx.get(ref)).data();
     if (current === undefined) return "not_sharded";
     if (editPending(current)) return "edit_pending";
