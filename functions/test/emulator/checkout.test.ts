@@ -295,8 +295,12 @@ describe("createCheckout (callable, client SDK, Stripe stand-in)", function () {
       const pi = await standinStripe().paymentIntents.retrieve(answer.paymentIntentId);
       return pi.status === "canceled";
     });
-    const audit = await db().collection("auditLog").where("orderId", "==", answer.orderId).where("action", "==", "cancel_payment_intent").get();
-    expect(audit.docs.map((d) => d.get("result"))).to.deep.equal(["canceled"]);
+    // Recorded once the cancel call has answered.
+    const audit = await eventually("the cancellation's audit entry", async () => {
+      const docs = (await db().collection("auditLog").where("orderId", "==", answer.orderId).where("action", "==", "cancel_payment_intent").get()).docs;
+      return docs.length > 0 ? docs : null;
+    });
+    expect(audit.map((d) => d.get("result"))).to.deep.equal(["canceled"]);
     expect(await productData(sku)).to.deep.equal({ stock: 0, reserved: 0 });
   });
 

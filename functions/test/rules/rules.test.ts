@@ -52,7 +52,7 @@ const SKU = "sku-tshirt";
 
 const BACKEND_COLLECTIONS = ["webhookEvents", "auditLog", "notifications", "deadLetters", "rateLimits"] as const;
 const PLAN_ID = "price_pro_monthly";
-const SUBSCRIPTION_ID = "sub_alice_1";
+const SUBSCRIPTION_ID = "sub_forged_by_client";
 const BACKEND_DOC_ID = "seeded-1";
 
 function emulatorHostAndPort(): { host: string; port: number } {
