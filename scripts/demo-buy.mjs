@@ -140,8 +140,9 @@ async function main() {
   }
   log(`createCheckout → order ${answer.orderId}, ${answer.amount} ${answer.currency} (minor units), PaymentIntent ${answer.paymentIntentId}`);
 
-  // 3. Watch the order as its owner.
-  const seen = [];
+  // 3. Watch the order as its owner (the reservation trigger may have moved it on already).
+  log("order pending (created by createCheckout)");
+  const seen = ["pending"];
   let current = null;
   let watchError = null;
   const unsubscribe = onSnapshot(
