@@ -165,14 +165,24 @@ const createPaymentIntent: Handler = (ctx, params) => {
   const amount = amountParam(params, currency);
   const customer = customerParam(ctx, params);
   const automatic = optObject(params, "automatic_payment_methods");
-  if (automatic !== null) knownKeysOnly(automatic, ["enabled"], "automatic_payment_methods");
+  if (automatic !== null) knownKeysOnly(automatic, ["enabled", "allow_redirects"], "automatic_payment_methods");
   const automaticEnabled = automatic === null ? null : optBool(automatic, "enabled", "automatic_payment_methods[enabled]");
+  const redirectsParam = automatic === null ? null : optString(automatic, "allow_redirects", "automatic_payment_methods[allow_redirects]");
+  const allowRedirects = redirectsParam === null ? "always" : oneOf(redirectsParam, ["always", "never"] as const, "automatic_payment_methods[allow_redirects]");
   const types = optStringList(params, "payment_method_types");
   if (automaticEnabled === true && types.length > 0) {
     throw invalidRequest("You may only specify one of these parameters: automatic_payment_methods, payment_method_types.", {
       param: "automatic_payment_methods",
     });
   }
+  const paymentMethodParam = optString(params, "payment_method");
+  const confirmNow = optBool(params, "confirm") === true;
+  const returnUrl = optString(params, "return_url");
+  if (returnUrl !== null && !confirmNow) {
+    throw invalidRequest("return_url can only be passed when confirm=true.", { param: "return_url" });
+  }
+  if (paymentMethodParam !== null) testCard(ctx, paymentMethodParam);
+  if (confirmNow && paymentMethodParam === null) throw missingPaymentMethod();
   const pi = build.paymentIntent({
     id: newId.paymentIntent(),
     created: ctx.now(),
@@ -183,17 +193,43 @@ const createPaymentIntent: Handler = (ctx, params) => {
     receiptEmail: optString(params, "receipt_email"),
     metadata: metadataParam(params) ?? {},
     // Since API version 2023-08-16 automatic payment methods are on unless types are named.
-    automaticPaymentMethods: types.length === 0 && automaticEnabled !== false,
+    automaticPaymentMethods: types.length === 0 && automaticEnabled !== false ? { allowRedirects } : null,
     paymentMethodTypes: types.length > 0 ? types : ["card"],
   });
-  const paymentMethodParam = optString(params, "payment_method");
+  // Only an explicit request for automatic payment methods is known to include redirect-based
+  // ones; without it Stripe uses the account's Dashboard settings, which the stand-in models as cards only.
+  const needsReturnUrl = automaticEnabled === true && allowRedirects === "always";
+  if (confirmNow && needsReturnUrl) assertReturnUrl(returnUrl);
+  if (needsReturnUrl) ctx.store.redirectCapable.add(pi.id);
   const attached = paymentMethodParam === null ? null : attachTestCard(ctx, paymentMethodParam);
   const stored = ctx.store.paymentIntents.put(
     attached === null ? pi : { ...pi, payment_method: attached, status: "requires_confirmation" },
   );
-  if (optBool(params, "confirm") === true) return confirm(ctx, stored, null);
-  return ok(stored);
+  return confirmNow ? confirm(ctx, stored, null, returnUrl) : ok(stored);
 };
+
+function missingPaymentMethod(): ApiError {
+  return invalidRequest(
+    "You cannot confirm this PaymentIntent because it's missing a payment method. Update the PaymentIntent with a payment method and then confirm it again.",
+    { code: "payment_intent_unexpected_state" },
+  );
+}
+
+/**
+ * Stripe refuses a server-side confirm of a PaymentIntent that may use redirect-based payment
+ * methods unless it says where to come back to, even for a card.
+ */
+function assertReturnUrl(returnUrl: string | null): void {
+  if (returnUrl === null) {
+    throw invalidRequest(
+      "A `return_url` must be specified because this Payment Intent is configured to automatically accept the payment " +
+        "methods enabled in the Dashboard, some of which may require a full page redirect to succeed. If you do not want to " +
+        "accept redirect-based payment methods, set `automatic_payment_methods[enabled]` to `true` and " +
+        "`automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and Payment Intents.",
+      { param: "return_url" },
+    );
+  }
+}
 
 function testCard(ctx: Context, paymentMethod: string): build.TestCard {
   const card = build.TEST_CARDS[ctx.store.paymentMethods.get(paymentMethod) ?? paymentMethod];
@@ -218,17 +254,14 @@ function attachTestCard(ctx: Context, paymentMethod: string): string {
 const CONFIRMABLE: readonly Stripe.PaymentIntent.Status[] = ["requires_payment_method", "requires_confirmation"];
 
 /** Confirms with a test card: the charge succeeds, or fails as the card says (HTTP 402, as Stripe answers). */
-function confirm(ctx: Context, pi: Stripe.PaymentIntent, paymentMethodParam: string | null): Result {
+function confirm(ctx: Context, pi: Stripe.PaymentIntent, paymentMethodParam: string | null, returnUrl: string | null): Result {
   if (!CONFIRMABLE.includes(pi.status)) {
     throw unexpectedState(`You cannot confirm this PaymentIntent because it has a status of ${pi.status}.`);
   }
   const named = paymentMethodParam ?? (typeof pi.payment_method === "string" ? pi.payment_method : null);
-  if (named === null) {
-    throw invalidRequest(
-      "You cannot confirm this PaymentIntent because it's missing a payment method. Update the PaymentIntent with a payment method and then confirm it again.",
-      { code: "payment_intent_unexpected_state" },
-    );
-  }
+  if (named === null) throw missingPaymentMethod();
+  testCard(ctx, named);
+  if (ctx.store.redirectCapable.has(pi.id)) assertReturnUrl(returnUrl);
   const paymentMethodId = attachTestCard(ctx, named);
   const card = testCard(ctx, paymentMethodId);
   const created = ctx.now();
@@ -296,7 +329,7 @@ const updatePaymentIntent: Handler = (ctx, params, [id]) => {
 const confirmPaymentIntent: Handler = (ctx, params, [id]) => {
   knownKeysOnly(params, ["payment_method", "return_url"]);
   const pi = mustGet(ctx.store.paymentIntents, "payment_intent", id as string);
-  return confirm(ctx, pi, optString(params, "payment_method"));
+  return confirm(ctx, pi, optString(params, "payment_method"), optString(params, "return_url"));
 };
 
 const CANCELABLE: readonly Stripe.PaymentIntent.Status[] = [
@@ -520,12 +553,12 @@ function completePayment(ctx: Context, session: Stripe.Checkout.Session, extras:
         description: extras.paymentIntentData.description,
         receiptEmail: extras.paymentIntentData.receiptEmail,
         metadata: { ...extras.paymentIntentData.metadata },
-        automaticPaymentMethods: false,
+        automaticPaymentMethods: null,
         paymentMethodTypes: ["card"],
       }),
     );
   const linked = ctx.store.checkoutSessions.put({ ...session, payment_intent: pi.id });
-  const paid = confirm(ctx, pi, paymentMethod);
+  const paid = confirm(ctx, pi, paymentMethod, null);
   if (paid.status !== 200) return paid;
   const created = ctx.now();
   const completed = ctx.store.checkoutSessions.put({

@@ -69,9 +69,14 @@ async function main(): Promise<void> {
       () => process.exit(1),
     );
   };
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => stop(signal));
-  if (process.env.STRIPE_STANDIN_EXIT_WITH_STDIN === "1") {
-    // Started by scripts/emulators.mjs: its end closes our stdin, however it ended (even kill -9).
+  const supervised = process.env.STRIPE_STANDIN_EXIT_WITH_STDIN === "1";
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    // Under scripts/emulators.mjs a Ctrl-C reaches us too; the script stops us once the emulators
+    // are down, so that webhooks keep flowing while they shut down.
+    process.on(signal, () => (supervised && signal === "SIGINT" ? undefined : stop(signal)));
+  }
+  if (supervised) {
+    // The script's end closes our stdin, however it ended (even kill -9): no orphan.
     process.stdin.on("end", () => stop("SIGTERM"));
     process.stdin.on("error", () => stop("SIGTERM"));
     process.stdin.resume();

@@ -53,7 +53,8 @@ export interface PaymentIntentInput {
   description: string | null;
   receiptEmail: string | null;
   metadata: Stripe.Metadata;
-  automaticPaymentMethods: boolean;
+  /** Null: payment methods named by `paymentMethodTypes` only. */
+  automaticPaymentMethods: { allowRedirects: "always" | "never" } | null;
   paymentMethodTypes: string[];
 }
 
@@ -68,7 +69,8 @@ export function paymentIntent(p: PaymentIntentInput): Stripe.PaymentIntent {
     amount_received: 0,
     application: null,
     application_fee_amount: null,
-    automatic_payment_methods: p.automaticPaymentMethods ? { allow_redirects: "always", enabled: true } : null,
+    automatic_payment_methods:
+      p.automaticPaymentMethods === null ? null : { allow_redirects: p.automaticPaymentMethods.allowRedirects, enabled: true },
     canceled_at: null,
     cancellation_reason: null,
     capture_method: "automatic_async",
@@ -503,7 +505,11 @@ export function firstInvoice(i: FirstInvoiceInput): Stripe.Invoice {
       },
       period: { end: item.current_period_end, start: item.current_period_start },
       pretax_credit_amounts: [],
-      pricing: { price_details: { price: item.price.id, product: planOf(item.price).product as string }, type: "price_details", unit_amount_decimal: null },
+      pricing: {
+        price_details: { price: item.price.id, product: typeof item.price.product === "string" ? item.price.product : item.price.product.id },
+        type: "price_details",
+        unit_amount_decimal: null,
+      },
       quantity: item.quantity ?? 1,
       quantity_decimal: null,
       subscription: sub.id,

@@ -185,8 +185,6 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     const authFailure = authError(apiKey(req));
     if (authFailure !== null) return send(res, authFailure.status, errorText(authFailure.body), common);
 
-    const body = method === "POST" ? await readBody(req) : "";
-    const params = method === "POST" ? parseForm(body) : parseForm(url.search.slice(1));
     const route = findRoute(method, url.pathname);
     if (route === null) {
       throw invalidRequest(`Unrecognized request URL (${method}: ${url.pathname}). The local Stripe stand-in serves only the routes this project calls; see functions/standin/README.md.`, {
@@ -194,6 +192,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
         status: 404,
       });
     }
+    const params = parseForm(method === "POST" ? await readBody(req) : url.search.slice(1));
     const idempotencyKey = method === "POST" ? header(req, "idempotency-key") : null;
     const endpoint = `${method} ${url.pathname}`;
     const fingerprint = canonical(params);

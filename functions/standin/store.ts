@@ -52,6 +52,8 @@ export class Store {
   /** `pm_…` created from a test PaymentMethod → the test PaymentMethod (`pm_card_visa`). */
   readonly paymentMethods = new Map<string, string>();
   readonly portalConfiguration = newId.portalConfiguration();
+  /** PaymentIntents created with `automatic_payment_methods[enabled]=true` that allow redirects: confirm needs `return_url`. */
+  readonly redirectCapable = new Set<string>();
 
   /** The stored object an id names, for `expand[]`. */
   find(id: string): Row | undefined {

@@ -100,7 +100,7 @@ export class WebhookSender {
 
   private async deliver(event: StandInEvent): Promise<void> {
     const payload = JSON.stringify(event, null, 2);
-    const objectId = (event.data.object as { id: string }).id;
+    const objectId = event.data.object.id;
     const retries = this.options.retryDelaysMs;
     for (let attempt = 1; attempt <= retries.length + 1 && !this.closed; attempt++) {
       if (attempt > 1) await this.wait(retries[attempt - 2] ?? 0);

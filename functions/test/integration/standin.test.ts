@@ -239,6 +239,23 @@ describe("stand-in (the real stripe client against it, in process)", () => {
       expect(twice).to.include({ code: "payment_intent_unexpected_state", statusCode: 400 });
     });
 
+    it("a PaymentIntent that asked for automatic payment methods with redirects needs return_url to confirm, as on Stripe", async () => {
+      const pi = await stripe.paymentIntents.create({ amount: 1000, currency: "usd", automatic_payment_methods: { enabled: true } });
+      const err = await rejection(stripe.paymentIntents.confirm(pi.id, { payment_method: "pm_card_visa" }));
+      expect(err).to.include({ statusCode: 400, param: "return_url" });
+      expect((await stripe.paymentIntents.retrieve(pi.id)).status).to.equal("requires_payment_method");
+      const confirmed = await stripe.paymentIntents.confirm(pi.id, { payment_method: "pm_card_visa", return_url: "https://shop.example/back" });
+      expect(confirmed.status).to.equal("succeeded");
+
+      const noRedirects = await stripe.paymentIntents.create({
+        amount: 1000,
+        currency: "usd",
+        automatic_payment_methods: { enabled: true, allow_redirects: "never" },
+      });
+      expect(noRedirects.automatic_payment_methods).to.deep.equal({ enabled: true, allow_redirects: "never" });
+      expect((await stripe.paymentIntents.confirm(noRedirects.id, { payment_method: "pm_card_visa" })).status).to.equal("succeeded");
+    });
+
     it("expands latest_charge on retrieve", async () => {
       const pi = await stripe.paymentIntents.create({ amount: 900, currency: "usd", payment_method: "pm_card_visa", confirm: true });
       const expanded = await stripe.paymentIntents.retrieve(pi.id, { expand: ["latest_charge"] });
