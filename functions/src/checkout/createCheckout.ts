@@ -2,8 +2,7 @@ import type { Firestore } from "firebase-admin/firestore";
 import type { CallableRequest } from "firebase-functions/v2/https";
 import type Stripe from "stripe";
 import { auditLog, type AuditEntry } from "../collections/auditLog";
-import { checkoutOrderRef, type CheckoutOrder } from "../collections/checkoutOrders";
-import { ORDERS, quantitiesBySku, type OrderLine } from "../collections/orders";
+import { ORDERS, orderRef, quantitiesBySku, type Order, type OrderLine } from "../collections/orders";
 import { productFromData, productRef, type Product } from "../collections/products";
 import { CheckoutError, toHttpsError, type ErrorLog } from "./errors";
 import { checkoutOrderId, stripeKeys } from "./ids";
@@ -63,7 +62,7 @@ export async function createCheckout(deps: CheckoutDeps, uid: string, data: unkn
   const config = deps.config();
   const input = parseCheckoutInput(data, config.allowedOrigins);
   const orderId = checkoutOrderId(uid, input.idempotencyKey);
-  const existing = (await checkoutOrderRef(deps.db, orderId).get()).data();
+  const existing = (await orderRef(deps.db, orderId).get()).data();
   if (existing !== undefined) assertSameRequest(existing, uid, input);
   const order = existing ?? (await createPendingOrder(deps, config, uid, orderId, input));
   return completePayment(deps, order);
@@ -78,12 +77,12 @@ async function readProducts(db: Firestore, items: readonly OrderLine[]): Promise
   }));
 }
 
-async function createPendingOrder(deps: CheckoutDeps, config: CheckoutConfig, uid: string, orderId: string, input: CheckoutInput): Promise<CheckoutOrder> {
+async function createPendingOrder(deps: CheckoutDeps, config: CheckoutConfig, uid: string, orderId: string, input: CheckoutInput): Promise<Order> {
   const { db } = deps;
   // Read outside the transaction: prices are operator-owned and rarely change, and reading a hot
   // product inside it would contend with every reservation of that product.
   const priced = priceOrder(input.items, await readProducts(db, input.items));
-  const ref = checkoutOrderRef(db, orderId);
+  const ref = orderRef(db, orderId);
   return db.runTransaction(async (tx) => {
     // A concurrent first call with the same key may have created it since.
     const raced = (await tx.get(ref)).data();
@@ -93,7 +92,7 @@ async function createPendingOrder(deps: CheckoutDeps, config: CheckoutConfig, ui
     }
     const now = deps.now();
     await takeCheckoutSlot(tx, db, uid, now, config.rateLimitPerMinute);
-    const order: CheckoutOrder = {
+    const order: Order = {
       id: orderId,
       userId: uid,
       items: input.items,
@@ -127,7 +126,7 @@ async function createPendingOrder(deps: CheckoutDeps, config: CheckoutConfig, ui
 }
 
 /** Same key → same request: the same lines (per SKU) and the same ui and return URLs. */
-function assertSameRequest(order: CheckoutOrder, uid: string, input: CheckoutInput): void {
+function assertSameRequest(order: Order, uid: string, input: CheckoutInput): void {
   const same =
     order.userId === uid &&
     order.checkout !== undefined &&
@@ -149,12 +148,12 @@ function sameQuantities(a: readonly OrderLine[], b: readonly OrderLine[]): boole
   return qa.size === qb.size && [...qa].every(([sku, qty]) => qb.get(sku) === qty);
 }
 
-function checkoutOf(order: CheckoutOrder) {
+function checkoutOf(order: Order) {
   if (order.checkout === undefined) throw new Error(`orders/${order.id} has no checkout fields`);
   return order.checkout;
 }
 
-async function completePayment(deps: CheckoutDeps, order: CheckoutOrder): Promise<CheckoutAnswer> {
+async function completePayment(deps: CheckoutDeps, order: Order): Promise<CheckoutAnswer> {
   const base: AnswerBase = { orderId: order.id, amount: order.amount, currency: order.currency };
   const checkout = checkoutOf(order);
   const stripe = deps.stripe();

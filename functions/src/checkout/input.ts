@@ -1,5 +1,5 @@
 import type { OrderLine } from "../collections/orders";
-import { CHECKOUT_UIS, type CheckoutUi } from "../collections/checkoutOrders";
+import { CHECKOUT_UIS, type CheckoutUi } from "../collections/orders";
 import { invalidInput } from "./errors";
 
 /** The edge of `createCheckout`: what the client sent, checked before it names any document. */

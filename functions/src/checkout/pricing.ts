@@ -1,4 +1,4 @@
-import type { PricedLine } from "../collections/checkoutOrders";
+import type { PricedLine } from "../collections/orders";
 import type { OrderLine } from "../collections/orders";
 import type { Product } from "../collections/products";
 import { invalidInput } from "./errors";

@@ -80,12 +80,33 @@ export interface Order {
   dispute?: DisputeRecord;
   reviewReason?: string;
   updatedAt?: Date;
+  /** Absent on orders that did not come from `createCheckout` (seeded, or created before it existed). */
+  checkout?: CheckoutFields;
 }
 
 export type ShardHolding = number | Record<string, number>;
 
+export const CHECKOUT_UIS = ["payment_intent", "checkout_session"] as const;
+export type CheckoutUi = (typeof CHECKOUT_UIS)[number];
+
+/** A line as it was priced when the order was created: a retry sends Stripe exactly these figures again. */
+export interface PricedLine extends OrderLine {
+  /** Integer minor units, from `products/{sku}.price` at creation. */
+  unitAmount: number;
+  name: string;
+}
+
+/** What `createCheckout` was asked, kept on the order it created; written once, never updated. */
+export interface CheckoutFields {
+  idempotencyKey: string;
+  ui: CheckoutUi;
+  lines: PricedLine[];
+  successUrl?: string;
+  cancelUrl?: string;
+}
+
 /** Backend-owned fields the decision may change; `id` and the client's fields never change. */
-export type OrderPatch = Partial<Omit<Order, "id" | "userId" | "items" | "amount" | "currency" | "createdAt">>;
+export type OrderPatch = Partial<Omit<Order, "id" | "userId" | "items" | "amount" | "currency" | "createdAt" | "checkout">>;
 
 function isStatus(value: unknown): value is OrderStatus {
   return typeof value === "string" && (ORDER_STATUSES as readonly string[]).includes(value);
@@ -148,6 +169,27 @@ function toShardMap(value: unknown): Record<string, ShardHolding> | undefined {
   );
 }
 
+function toPricedLines(value: unknown): PricedLine[] {
+  if (!Array.isArray(value)) return [];
+  return value.map((line: unknown) => {
+    const l = (typeof line === "object" && line !== null ? line : {}) as Record<string, unknown>;
+    return { sku: String(l.sku ?? ""), qty: toCount(l.qty), unitAmount: toCount(l.unitAmount), name: String(l.name ?? l.sku ?? "") };
+  });
+}
+
+function toCheckout(value: unknown): CheckoutFields | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const c = value as Record<string, unknown>;
+  const ui = (CHECKOUT_UIS as readonly unknown[]).includes(c.ui) ? (c.ui as CheckoutUi) : "payment_intent";
+  return withoutUndefined({
+    idempotencyKey: String(c.idempotencyKey ?? ""),
+    ui,
+    lines: toPricedLines(c.lines),
+    successUrl: typeof c.successUrl === "string" ? c.successUrl : undefined,
+    cancelUrl: typeof c.cancelUrl === "string" ? c.cancelUrl : undefined,
+  }) as CheckoutFields;
+}
+
 function toStringList(value: unknown): string[] | undefined {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : undefined;
 }
@@ -181,14 +223,15 @@ export function orderFromData(id: string, data: Record<string, unknown>): Order 
     dispute: toDispute(data.dispute),
     reviewReason: optionalString(data.reviewReason),
     endedPaymentIds: toStringList(data.endedPaymentIds),
+    checkout: toCheckout(data.checkout),
     updatedAt: toOptionalDate(data.updatedAt),
   }) as Order;
 }
 
 export const orderConverter: FirestoreDataConverter<Order> = {
   toFirestore(order) {
-    const { id: _id, ...data } = order as Order;
-    return withoutUndefined(data);
+    const { id: _id, checkout, ...data } = order as Order;
+    return withoutUndefined({ ...data, checkout: checkout ? withoutUndefined(checkout) : undefined });
   },
   fromFirestore(snapshot: QueryDocumentSnapshot): Order {
     return orderFromData(snapshot.id, snapshot.data());
