@@ -68,6 +68,9 @@ async function waitForPorts(ports, waitMs) {
 
 async function main(argv) {
   const env = { ...process.env, BENCH_OWNS_EMULATOR: "1" };
+  // The Admin SDK's auth library would otherwise probe the GCE metadata server (169.254.169.254) for
+  // credentials it never needs against the emulator; the bench only talks to loopback.
+  env.METADATA_SERVER_DETECTION ??= "none";
   if (argv.includes("--quick")) {
     env.BENCH_EVENTS ??= "50";
     env.BENCH_PHASE_BUDGET_S ??= "30";
