@@ -1,17 +1,39 @@
 // Invariant checks read back from Firestore after each scenario (SPEC §6, adapted to a bench where
 // the notification trigger does not run: order_confirmed documents stay `queued`, only counted).
 //
+// Every check is scoped to the scenario's own documents: all its ids carry its tag (scenarioTag in
+// common.mjs), and a document counts only if its id, or the order / event id it names, carries the tag.
+// Documents of any other scenario (say, a late commit from a killed instance) are counted as `foreign`
+// and reported, never checked or mixed in.
+//
 // `ctx.events`: Map eventId -> "applied" (some delivery got a 2xx) | "failed" (every delivery got a
-// non-2xx answer) | "unknown" (a delivery timed out on the client: may or may not have applied) |
+// non-2xx answer) | "unknown" (no answer: timed out, or the instance died; may or may not have applied) |
 // "unsent" (the phase budget ran out first). Only "applied" must, and "failed"/"unsent" must not,
 // have a webhookEvents record; everything that did apply must be consistent.
 
-export async function readState(db) {
-  const names = ["orders", "products", "webhookEvents", "auditLog", "notifications", "deadLetters", "benchBaseline"];
-  const snaps = await Promise.all(names.map((n) => db.collection(n).get()));
-  const state = {};
-  names.forEach((n, i) => {
-    state[n] = new Map(snaps[i].docs.map((d) => [d.id, d.data()]));
+const COLLECTIONS = ["orders", "products", "webhookEvents", "auditLog", "notifications", "deadLetters", "benchBaseline"];
+
+/** Whether a document of `collection` belongs to the scenario tagged `tag`. */
+function ours(collection, id, data, tag) {
+  const has = (v) => typeof v === "string" && v.includes(tag);
+  switch (collection) {
+    case "auditLog":
+      return has(data.eventId) || has(data.orderId);
+    case "notifications":
+      return has(id) || has(data.orderId) || has(data.eventId);
+    default:
+      return has(id);
+  }
+}
+
+export async function readState(db, tag) {
+  if (typeof tag !== "string" || tag.length < 6) throw new Error("readState needs the scenario's tag");
+  const snaps = await Promise.all(COLLECTIONS.map((n) => db.collection(n).get()));
+  const state = { foreign: {} };
+  COLLECTIONS.forEach((n, i) => {
+    const mine = snaps[i].docs.filter((d) => ours(n, d.id, d.data(), tag));
+    state[n] = new Map(mine.map((d) => [d.id, d.data()]));
+    if (snaps[i].size > mine.length) state.foreign[n] = snaps[i].size - mine.length;
   });
   // A sharded product's figures are its shards' sums (the aggregation trigger does not run in the bench).
   for (const [sku, product] of state.products) {
@@ -26,17 +48,24 @@ export async function readState(db) {
   return state;
 }
 
+const millis = (t) => (t && typeof t.toMillis === "function" ? t.toMillis() : t instanceof Date ? t.getTime() : null);
+
 /**
  * @param {object} ctx
+ * @param {string} ctx.tag the scenario's tag: only its documents are read and checked
  * @param {Map<string, number>} [ctx.initialStock] sku -> stock before the scenario (reserved was 0)
  * @param {Map<string, string>} [ctx.events] eventId -> applied | failed | unknown | unsent
  * @param {Map<string, string>} [ctx.reservations] orderId -> reserved | out_of_stock | skipped | failed | unknown | unsent
  * @param {boolean} [ctx.baseline] check benchBaseline instead of the order pipeline
  * @param {{eventId: string, orderId: string, sku: string, qty: number}} [ctx.exactlyOnce]
  * @param {number} [ctx.processedResponses] 2xx answers whose body said `processed` (duplicates scenario)
+ * @param {Map<string, string[]>} [ctx.payments] orderId -> the ids of the events that pay it: an order
+ *   one of whose payments was acknowledged must be finalized, exactly once, by one of them
+ * @param {boolean} [ctx.allAcknowledged] every event must have been acknowledged in the end (crash)
+ * @param {boolean} [ctx.twins] each order is paid by two events (twins): exactly one finalizes it, the other is a no-op
  */
 export async function checkInvariants(db, ctx) {
-  const s = await readState(db);
+  const s = await readState(db, ctx.tag);
   const checks = [];
   const check = (name, ok, detail = "") => checks.push({ name, ok: Boolean(ok), detail: ok ? "" : detail });
   const events = ctx.events ?? new Map();
@@ -135,29 +164,73 @@ export async function checkInvariants(db, ctx) {
   const badLinks = finalized.filter(([, o]) => s.webhookEvents.get(o.webhookEventId)?.result !== "finalized");
   check("orders: every finalized order names the event that finalized it", badLinks.length === 0, `${badLinks.length} finalized orders without a matching webhookEvents record`);
 
-  // Duplicates: exactly one effect.
+  // Every order whose payment was acknowledged is finalized, once, at one finalizedAt, by one of its own events.
+  if (ctx.payments) {
+    const wrong = [];
+    let expected = 0;
+    for (const [orderId, eventIds] of ctx.payments) {
+      if (!eventIds.some((id) => events.get(id) === "applied")) continue;
+      expected++;
+      const order = s.orders.get(orderId);
+      const finals = (order?.statusHistory ?? []).filter((h) => h.to === "finalized");
+      if (order?.status !== "finalized") wrong.push(`${orderId}: status ${order?.status}`);
+      else if (finals.length !== 1) wrong.push(`${orderId}: ${finals.length} finalizations`);
+      else if (millis(order.finalizedAt) === null || millis(order.finalizedAt) !== millis(finals[0].at)) wrong.push(`${orderId}: finalizedAt is not the one finalization's time`);
+      else if (!eventIds.includes(order.webhookEventId) || finals[0].eventId !== order.webhookEventId) wrong.push(`${orderId}: finalized by ${order.webhookEventId}, not by one of its payments`);
+    }
+    check(`payments: each of the ${expected} paid orders finalized exactly once (finalizedAt set once, by one of its events)`, wrong.length === 0, `${wrong.length} wrong, e.g. ${wrong[0]}`);
+  }
+  if (ctx.twins && ctx.payments) {
+    const wrong = [];
+    for (const [orderId, eventIds] of ctx.payments) {
+      const records = eventIds.map((id) => s.webhookEvents.get(id)).filter(Boolean);
+      const finalizing = records.filter((r) => r.result === "finalized").length;
+      if (records.length > 0 && finalizing !== 1) wrong.push(`${orderId}: ${finalizing} of its ${records.length} recorded events say finalized`);
+      if (records.length === 2 && !records.some((r) => r.result === "already_finalized")) wrong.push(`${orderId}: the second event is not a no-op (${records.map((r) => r.result).join(", ")})`);
+    }
+    check("twins: exactly one of the two events finalizes each order, the other is already_finalized", wrong.length === 0, `${wrong.length} orders wrong, e.g. ${wrong[0]}`);
+  }
+  if (ctx.allAcknowledged) {
+    const left = [...events].filter(([, st]) => st !== "applied");
+    check("every event acknowledged (2xx) in the end", left.length === 0, `${left.length} events never got a 2xx, e.g. ${left[0]?.[0]} (${left[0]?.[1]})`);
+  }
+
+  // Duplicates: exactly one effect once the event is recorded, and none while it is not (every delivery
+  // failed: Stripe redelivers later; that is a liveness miss, counted as non-2xx, not a double effect).
   if (ctx.exactlyOnce) {
-    const { eventId, orderId, sku, qty, initial } = ctx.exactlyOnce;
+    const { eventId, orderId, sku, qty, initial, unanswered = 0 } = ctx.exactlyOnce;
     const order = s.orders.get(orderId);
     const product = s.products.get(sku);
     const audit = auditByEvent.get(eventId) ?? 0;
     const notes = confirmedOrders.get(orderId) ?? 0;
-    const effect =
-      s.webhookEvents.size === 1 &&
-      s.webhookEvents.has(eventId) &&
-      audit === 1 &&
-      order?.status === "finalized" &&
-      (order.statusHistory ?? []).filter((h) => h.to === "finalized").length === 1 &&
-      product?.stock === initial - qty &&
-      product?.reserved === 0 &&
-      notes === 1 &&
-      confirmations.length === 1 &&
-      ctx.processedResponses === 1;
+    const recorded = s.webhookEvents.has(eventId);
+    const acknowledged = events.get(eventId) === "applied";
+    // The one delivery that applied answers `processed`, unless its answer was lost (then the others say duplicate).
+    const processedOk = ctx.processedResponses === 1 || (ctx.processedResponses === 0 && unanswered > 0);
+    const effect = recorded
+      ? s.webhookEvents.size === 1 &&
+        audit === 1 &&
+        order?.status === "finalized" &&
+        (order.statusHistory ?? []).filter((h) => h.to === "finalized").length === 1 &&
+        product?.stock === initial - qty &&
+        product?.reserved === 0 &&
+        notes === 1 &&
+        confirmations.length === 1 &&
+        processedOk
+      : !acknowledged &&
+        s.webhookEvents.size === 0 &&
+        audit === 0 &&
+        order?.status === "reserved" &&
+        product?.stock === initial &&
+        product?.reserved === qty &&
+        notes === 0 &&
+        confirmations.length === 0 &&
+        ctx.processedResponses === 0;
     check(
-      "duplicates: exactly one effect",
+      recorded ? "duplicates: exactly one effect" : "duplicates: no effect (no delivery applied)",
       effect,
-      `webhookEvents ${s.webhookEvents.size}, audit ${audit}, order ${order?.status}, stock ${product?.stock}/${initial - qty}, ` +
-        `reserved ${product?.reserved}, notifications ${notes}, 'processed' answers ${ctx.processedResponses}`,
+      `webhookEvents ${s.webhookEvents.size}, audit ${audit}, order ${order?.status}, stock ${product?.stock} (initial ${initial}), ` +
+        `reserved ${product?.reserved}, notifications ${notes}, 'processed' answers ${ctx.processedResponses}, acknowledged ${acknowledged}`,
     );
   }
   return finish(checks, s);
@@ -167,6 +240,7 @@ function finish(checks, s) {
   return {
     ok: checks.every((c) => c.ok),
     checks,
+    foreign: Object.keys(s.foreign).length ? s.foreign : undefined,
     counts: {
       orders: s.orders.size,
       finalized: [...s.orders.values()].filter((o) => o.status === "finalized").length,

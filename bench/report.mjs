@@ -5,6 +5,7 @@ import { percentile } from "./common.mjs";
 
 const COLUMNS = [
   ["scenario", (r) => r.name, "l"],
+  ["K", (r) => r.instances, "r"],
   ["events", (r) => r.events, "r"],
   ["conc", (r) => r.concurrency, "r"],
   ["done", (r) => r.completed, "r"],
@@ -13,16 +14,31 @@ const COLUMNS = [
   ["max ms", (r) => fmt(r.max_ms), "r"],
   ["ok/s", (r) => fmt(r.throughput_per_s), "r"],
   ["non-2xx", (r) => r.non_2xx, "r"],
-  ["cpu ms/op emu+fn", (r) => cpuCell(r.cpu_ms_per_op), "r"],
+  ["200/409/500/other", (r) => (r.answers ? `${r.answers[200]}/${r.answers[409]}/${r.answers[500]}/${r.answers.other}` : "-"), "r"],
   ["tx/op", (r) => fmt(r.firestore_transactions?.per_op), "r"],
-  ["invariants", (r) => (r.invariants_ok ? "ok" : "FAILED"), "l"],
-  ["notes", (r) => [r.timed_out ? `timed out after ${r.budget_s} s` : "", r.skipped ? "skipped" : ""].filter(Boolean).join("; "), "l"],
+  ["retried", (r) => r.firestore_transactions?.retried_attempts ?? "-", "r"],
+  ["aborted", (r) => r.firestore_transactions?.aborted ?? "-", "r"],
+  ["lock t/o", (r) => r.emulator_lock_timeouts ?? r.firestore_transactions?.lock_timeouts ?? "-", "r"],
+  ["cpu ms/op emu+fn", (r) => cpuCell(r.cpu_ms_per_op), "r"],
+  ["invariants", (r) => (r.skipped ? "-" : r.invariants_ok ? "ok" : "FAILED"), "l"],
+  ["notes", notes, "l"],
 ];
 
-/** CPU per operation of the Firestore emulator + the process running the handler (server, or the bench for reserve phases). */
+function notes(r) {
+  const out = [];
+  if (r.skipped) out.push("skipped");
+  if (r.timed_out) out.push(`timed out after ${r.budget_s} s`);
+  if (!r.answers && r.outcomes && !r.skipped) out.push(Object.entries(r.outcomes).map(([k, v]) => `${v} ${k}`).join(", "));
+  if (r.name === "crash" && !r.skipped) {
+    out.push(`lost in flight ${r.lost_in_flight}, redelivered ${r.redelivered} in ${r.redelivery_rounds} round(s), ${r.still_unacknowledged} never acked, recovered in ${r.recover_s ?? "-"} s`);
+  }
+  return out.join("; ");
+}
+
+/** CPU per operation of the Firestore emulator + the K processes running the handler (servers, or workers for reserve phases). */
 function cpuCell(cpu) {
   if (!cpu || cpu.emulator === null) return "-";
-  return `${fmt(cpu.emulator)}+${fmt(cpu[cpu.handler ?? "server"] ?? 0)}`;
+  return `${fmt(cpu.emulator)}+${fmt(cpu.handler ?? 0)}`;
 }
 
 function fmt(v) {

@@ -1,14 +1,17 @@
-// The function instance under test: a child process (forked by bench/run.mjs) that serves, through
+// One function instance under test: a child process (bench/run.mjs forks K of them, one Firestore
+// client and one LocalLocks each, see bench/instance.mjs) that serves, through
 // @google-cloud/functions-framework (the Node runtime of v2 functions, real request concurrency):
 //   - stripeWebhook: the real handler, createWebhookHandler() from functions/lib, on a real Firestore
 //     (the emulator), with a bench-only signing secret;
 //   - baseline: verify the signature with Stripe's constructEvent + create() one document in a
 //     transaction, nothing else.
 // Each function gets its own server on 127.0.0.1 and an ephemeral port, reported to the parent over IPC.
-// The parent asks for stats (in-flight count, results, server-side durations) and says "stop".
+// The parent asks for stats (in-flight count; per phase: answers, results, server-side durations;
+// cumulative: the instance's transaction counters) and says "stop". It may also kill -9 it (crash).
 
 import { performance } from "node:perf_hooks";
-import { LOOPBACK, emulatorDb, loadStripe, requireFn, requireLib } from "./common.mjs";
+import { LOOPBACK, loadStripe, requireFn, requireLib } from "./common.mjs";
+import { buildInstance } from "./instance.mjs";
 
 if (typeof process.send !== "function") {
   console.error("bench/server.mjs is started by bench/run.mjs (it needs an IPC channel).");
@@ -24,9 +27,9 @@ if (!secret) {
 const framework = requireFn("@google-cloud/functions-framework");
 const { getTestServer } = requireFn("@google-cloud/functions-framework/testing");
 const { createWebhookHandler } = requireLib("webhook/handler.js");
-const { LocalLocks } = requireLib("concurrency/localLocks.js");
 const Stripe = loadStripe();
-const db = emulatorDb("bench-server");
+const instance = buildInstance("bench-server");
+const { db, locks } = instance;
 
 /** Per function: requests in flight, answers by HTTP status / result, handler durations. */
 const stats = {};
@@ -51,7 +54,6 @@ function instrumented(name, handler) {
   };
 }
 
-const locks = new LocalLocks();
 const webhook = createWebhookHandler({
   db,
   now: () => new Date(),
@@ -116,8 +118,17 @@ process.on("message", async (message) => {
   if (message?.type === "stats") {
     const name = message.name;
     const s = statsFor(name);
-    const transactions = { ...locks.transactions(db).stats };
-    const reply = { type: "stats", id: message.id, name, inflight: s.inflight, byStatus: s.byStatus, byResult: s.byResult, durations: s.durations, lastErrors: s.lastErrors ?? [], transactions };
+    const reply = {
+      type: "stats",
+      id: message.id,
+      name,
+      inflight: s.inflight,
+      byStatus: s.byStatus,
+      byResult: s.byResult,
+      durations: s.durations,
+      lastErrors: s.lastErrors ?? [],
+      totals: instance.stats(),
+    };
     if (message.reset) Object.assign(s, { byStatus: {}, byResult: {}, durations: [], lastErrors: [] });
     process.send(reply);
   } else if (message?.type === "stop") {
@@ -137,4 +148,4 @@ process.on("unhandledRejection", (error) => {
   process.exit(16);
 });
 
-process.send({ type: "ready", ports: Object.fromEntries(Object.entries(servers).map(([name, { port }]) => [name, port])) });
+process.send({ type: "ready", knobs: instance.knobs, ports: Object.fromEntries(Object.entries(servers).map(([name, { port }]) => [name, port])) });

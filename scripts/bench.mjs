@@ -6,10 +6,13 @@
 //
 //   node scripts/bench.mjs [--quick]      --quick: 50 events per scenario, 30 s phase budget
 //
-// Env knobs are passed through to bench/run.mjs (BENCH_EVENTS, BENCH_PHASE_BUDGET_S, BENCH_OP_TIMEOUT_S,
-// BENCH_TOTAL_BUDGET_S, BENCH_ONLY). BENCH_PORT_WAIT_S (default 120): how long to wait for the emulator
-// ports when another emulator run (e.g. `npm test`) holds them. A watchdog interrupts the whole run
-// after BENCH_WATCHDOG_S (default 570) so it always stops by itself. Node built-ins only.
+// Env knobs are passed through to bench/run.mjs and the instances it forks (BENCH_INSTANCES, default
+// 1,3; BENCH_SCENARIOS; BENCH_EVENTS; BENCH_TWINS_ORDERS; BENCH_PHASE_BUDGET_S; BENCH_OP_TIMEOUT_S;
+// BENCH_TOTAL_BUDGET_S; BENCH_GROUP_COMMIT=off; BENCH_LOCAL_LOCKS=off; see bench/run.mjs).
+// BENCH_PORT_WAIT_S (default 120): how long to wait for the emulator ports when another emulator run
+// (e.g. `npm test`) holds them. A watchdog interrupts the whole run after BENCH_WATCHDOG_S (default: the
+// run's total budget + 110 s, i.e. 570 s for the default two instance counts) so it always stops by
+// itself. Node built-ins only.
 
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -65,6 +68,9 @@ async function waitForPorts(ports, waitMs) {
 
 async function main(argv) {
   const env = { ...process.env, BENCH_OWNS_EMULATOR: "1" };
+  // The Admin SDK's auth library would otherwise probe the GCE metadata server (169.254.169.254) for
+  // credentials it never needs against the emulator; the bench only talks to loopback.
+  env.METADATA_SERVER_DETECTION ??= "none";
   if (argv.includes("--quick")) {
     env.BENCH_EVENTS ??= "50";
     env.BENCH_PHASE_BUDGET_S ??= "30";
@@ -79,7 +85,10 @@ async function main(argv) {
     env,
     stdio: "inherit",
   });
-  const watchdogMs = Number(process.env.BENCH_WATCHDOG_S ?? 570) * 1000;
+  // bench/run.mjs's default total budget is 60 s + 200 s per instance count; it stops itself 90 s after it.
+  const instanceCounts = String(env.BENCH_INSTANCES || "1,3").split(",").filter((s) => s.trim()).length;
+  const totalBudgetS = Number(env.BENCH_TOTAL_BUDGET_S || 60 + 200 * Math.max(1, instanceCounts));
+  const watchdogMs = Number(process.env.BENCH_WATCHDOG_S ?? totalBudgetS + 110) * 1000;
   let interrupted = false;
   const watchdog = setTimeout(() => {
     interrupted = true;

@@ -1,0 +1,136 @@
+// What one bench process (a function server, bench/server.mjs, or a reservation worker,
+// bench/worker.mjs) builds for itself, as one Cloud Functions instance would: its own Firestore
+// client, its own LocalLocks (with the knobs applied), and counters of the Firestore transactions it
+// runs. The counters wrap `db.runTransaction` of this process's client, so they see every transaction
+// whatever the layer above it does (group commit or not); GroupCommit's own counters are added when
+// the build exposes them, else reported as null.
+//
+// Knobs (env, read at start; no code edits needed):
+//   BENCH_GROUP_COMMIT=off  LocalLocks built with group-commit option maxMembers: 1 (every transaction runs alone)
+//   BENCH_LOCAL_LOCKS=off   a FreeLocks adapter (bench/freeLocks.mjs): keys always free, coalesce never shares
+
+import fs from "node:fs";
+import path from "node:path";
+import { FUNCTIONS_DIR, emulatorDb, errorClass, requireLib } from "./common.mjs";
+import { FreeLocks } from "./freeLocks.mjs";
+
+export function knobsFromEnv(env = process.env) {
+  const flag = (name) => {
+    const raw = (env[name] ?? "").trim().toLowerCase();
+    if (raw === "" || raw === "on") return "on";
+    if (raw === "off") return "off";
+    throw new Error(`${name}=${env[name]} must be "on" or "off"`);
+  };
+  return { group_commit: flag("BENCH_GROUP_COMMIT"), local_locks: flag("BENCH_LOCAL_LOCKS") };
+}
+
+function libExists(relative) {
+  return fs.existsSync(path.join(FUNCTIONS_DIR, "lib", relative));
+}
+
+/**
+ * Counts, for this process's client: transactions begun (`runs`), attempts (each run of a body: the
+ * SDK retries a body after a retryable error), commits that succeeded, runs that failed for good, and
+ * the errors by class, where they surfaced: out of a body (a read, or the code's own LocksWanted),
+ * out of the commit, and the final error of a failed run. `lock_timeouts` counts the emulator's
+ * "Transaction lock timeout" among them.
+ */
+export function instrumentTransactions(db) {
+  const c = { runs: 0, attempts: 0, committed: 0, failed: 0, lock_timeouts: 0, body_errors: {}, commit_errors: {}, final_errors: {} };
+  const note = (map, error) => {
+    const k = errorClass(error);
+    map[k] = (map[k] ?? 0) + 1;
+    if (map !== c.final_errors && /lock timeout/i.test(String(error?.message ?? ""))) c.lock_timeouts++;
+  };
+  const commitWrapped = new WeakSet();
+  // Transaction#commit is how the SDK ends each attempt; wrapping it on the instance only observes.
+  const watchCommit = (tx) => {
+    if (commitWrapped.has(tx) || typeof tx?.commit !== "function") return;
+    commitWrapped.add(tx);
+    const commit = tx.commit;
+    tx.commit = function (...args) {
+      return commit.apply(this, args).catch((error) => {
+        note(c.commit_errors, error);
+        throw error;
+      });
+    };
+  };
+  const original = db.runTransaction.bind(db);
+  db.runTransaction = (updateFunction, options) => {
+    c.runs++;
+    const counted = (tx) => {
+      c.attempts++;
+      watchCommit(tx);
+      let result;
+      try {
+        result = updateFunction(tx);
+      } catch (error) {
+        note(c.body_errors, error);
+        throw error;
+      }
+      return Promise.resolve(result).catch((error) => {
+        note(c.body_errors, error);
+        throw error;
+      });
+    };
+    return original(counted, options).then(
+      (value) => {
+        c.committed++;
+        return value;
+      },
+      (error) => {
+        c.failed++;
+        note(c.final_errors, error);
+        throw error;
+      },
+    );
+  };
+  return { snapshot: () => structuredClone(c) };
+}
+
+/** GroupCommit's counters when the build has them (numbers only), else null. */
+function groupCommitStats(locks, db) {
+  try {
+    const stats = typeof locks?.transactions === "function" ? locks.transactions(db)?.stats : undefined;
+    if (!stats || typeof stats !== "object") return null;
+    const numbers = Object.fromEntries(Object.entries(stats).filter(([, v]) => typeof v === "number"));
+    return Object.keys(numbers).length ? numbers : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Builds this process's instance: { db, locks, knobs, stats() }. `knobs` says what was applied:
+ * "on" / "off", or "absent" when the build has no such mechanism to turn off.
+ */
+export function buildInstance(appName) {
+  const db = emulatorDb(appName);
+  const counters = instrumentTransactions(db);
+  const knobs = knobsFromEnv();
+  const applied = { ...knobs };
+  const groupFailures = {};
+  const localLocks = requireLib("concurrency/localLocks.js");
+  const defaults = libExists("concurrency/groupCommit.js") ? requireLib("concurrency/groupCommit.js").DEFAULT_GROUP_COMMIT : undefined;
+  let real;
+  if (defaults && typeof defaults === "object") {
+    // As runtime.ts builds it, with the failure hook counting instead of logging.
+    const onGroupFailure = (failure) => {
+      const k = typeof failure?.code === "number" ? errorClass({ code: failure.code }) : String(failure?.code ?? "unknown");
+      groupFailures[k] = (groupFailures[k] ?? 0) + 1;
+    };
+    real = new localLocks.LocalLocks({ ...defaults, onGroupFailure, ...(knobs.group_commit === "off" ? { maxMembers: 1 } : {}) });
+  } else {
+    // No group commit in this build: "off" is what runs anyway.
+    real = new localLocks.LocalLocks();
+    applied.group_commit = "absent";
+  }
+  const locks = knobs.local_locks === "off" ? new FreeLocks(real, localLocks.LockScope) : real;
+  return {
+    db,
+    locks,
+    knobs: applied,
+    /** Cumulative counters: the parent diffs them per phase and sums them over the instances. */
+    stats: () => ({ attempts: counters.snapshot(), group_commit: groupCommitStats(real, db), group_failures: { ...groupFailures } }),
+  };
+}
