@@ -1,18 +1,18 @@
 // What one bench process (a function server, bench/server.mjs, or a reservation worker,
 // bench/worker.mjs) builds for itself, as one Cloud Functions instance would: its own Firestore
-// client, its own LocalLocks (with the knobs applied), and counters of the Firestore transactions it
-// runs. The counters wrap `db.runTransaction` of this process's client, so they see every transaction
-// whatever the layer above it does (group commit or not); GroupCommit's own counters are added when
-// the build exposes them, else reported as null.
+// client, its own LocalLocks (with the knobs applied), and counters of the commits it makes. The
+// counters wrap `db.runTransaction` and `db.batch` of this process's client, so they see every
+// commit whatever the layer above it does: a Firestore transaction, or an optimistic transaction's
+// batch (a conflict there is a commit failing FAILED_PRECONDITION / ALREADY_EXISTS, after which the
+// body runs again); GroupCommit's own counters are added when the build exposes them.
 //
 // Knobs (env, read at start; no code edits needed):
-//   BENCH_GROUP_COMMIT=off  LocalLocks built with group-commit option maxMembers: 1 (every transaction runs alone)
-//   BENCH_LOCAL_LOCKS=off   a FreeLocks adapter (bench/freeLocks.mjs): keys always free, coalesce never shares
+//   BENCH_GROUP_COMMIT=off  LocalLocks built with the group commit disabled (every transaction runs alone)
+//   BENCH_LOCAL_LOCKS=off   LocalLocks built with localKeys: false (keys always free, coalesce never shares)
 
 import fs from "node:fs";
 import path from "node:path";
 import { FUNCTIONS_DIR, emulatorDb, errorClass, requireLib } from "./common.mjs";
-import { FreeLocks } from "./freeLocks.mjs";
 
 export function knobsFromEnv(env = process.env) {
   const flag = (name) => {
@@ -85,6 +85,27 @@ export function instrumentTransactions(db) {
       },
     );
   };
+  // An optimistic transaction commits a batch (its own check batches are never committed, so never counted).
+  const originalBatch = db.batch.bind(db);
+  db.batch = () => {
+    const batch = originalBatch();
+    const commit = batch.commit.bind(batch);
+    batch.commit = () => {
+      c.runs++;
+      c.attempts++;
+      return commit().then(
+        (value) => {
+          c.committed++;
+          return value;
+        },
+        (error) => {
+          note(c.commit_errors, error);
+          throw error;
+        },
+      );
+    };
+    return batch;
+  };
   return { snapshot: () => structuredClone(c) };
 }
 
@@ -119,13 +140,13 @@ export function buildInstance(appName) {
       const k = typeof failure?.code === "number" ? errorClass({ code: failure.code }) : String(failure?.code ?? "unknown");
       groupFailures[k] = (groupFailures[k] ?? 0) + 1;
     };
-    real = new localLocks.LocalLocks({ ...defaults, onGroupFailure, ...(knobs.group_commit === "off" ? { maxMembers: 1 } : {}) });
+    real = new localLocks.LocalLocks({ ...defaults, onGroupFailure, ...(knobs.group_commit === "off" ? { enabled: false } : {}) }, { localKeys: knobs.local_locks !== "off" });
   } else {
     // No group commit in this build: "off" is what runs anyway.
-    real = new localLocks.LocalLocks();
+    real = new localLocks.LocalLocks(undefined, { localKeys: knobs.local_locks !== "off" });
     applied.group_commit = "absent";
   }
-  const locks = knobs.local_locks === "off" ? new FreeLocks(real, localLocks.LockScope) : real;
+  const locks = real;
   return {
     db,
     locks,

@@ -17,6 +17,7 @@ const COLUMNS = [
   ["200/409/500/other", (r) => (r.answers ? `${r.answers[200]}/${r.answers[409]}/${r.answers[500]}/${r.answers.other}` : "-"), "r"],
   ["tx/op", (r) => fmt(r.firestore_transactions?.per_op), "r"],
   ["retried", (r) => r.firestore_transactions?.retried_attempts ?? "-", "r"],
+  ["conflicts", (r) => (r.firestore_transactions ? r.firestore_transactions.failed_precondition + r.firestore_transactions.already_exists : "-"), "r"],
   ["aborted", (r) => r.firestore_transactions?.aborted ?? "-", "r"],
   ["lock t/o", (r) => r.emulator_lock_timeouts ?? r.firestore_transactions?.lock_timeouts ?? "-", "r"],
   ["cpu ms/op emu+fn", (r) => cpuCell(r.cpu_ms_per_op), "r"],

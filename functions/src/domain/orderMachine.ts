@@ -95,6 +95,8 @@ export const TRANSITIONS: Record<CommandKind, Partial<Record<OrderStatus, Rule>>
     pending: "cancel",
     reserved: "cancel",
     canceled: { noop: "already_canceled" },
+    // The backend cancels the unpaid PaymentIntent of an order it could not serve (checkout/cancelUnpaid).
+    out_of_stock: { noop: "already_out_of_stock" },
   },
   refund_updated: {
     finalized: "refund",

@@ -198,7 +198,7 @@ const EXPECTED: Record<OrderStatus, Record<CommandKind, Expected>> = {
     payment_succeeded: { result: "finalized", after: "finalized", stock: take(-2, 0) },
     checkout_awaiting_payment: refusedIn("out_of_stock"),
     payment_failed: refusedIn("out_of_stock"),
-    payment_canceled: refusedIn("out_of_stock"),
+    payment_canceled: same("already_out_of_stock", "out_of_stock"),
     refund_updated: DEFER,
     dispute_opened: DEFER,
     dispute_closed: DEFER,
