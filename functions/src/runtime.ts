@@ -54,7 +54,7 @@ function build(): Runtime {
   // One per instance, shared by the webhook and the triggers it runs beside.
   const locks = new LocalLocks({
     ...DEFAULT_GROUP_COMMIT,
-    onGroupFailure: (failure) => logger.warn("shared transaction failed; its members ran alone", { ...failure }),
+    onGroupFailure: (failure) => logger.warn("shared commit failed; its members ran alone", { ...failure }),
   });
   const webhookDeps: WebhookDeps = {
     db,
