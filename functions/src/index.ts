@@ -11,7 +11,7 @@ import { cancelUnpaidPayment } from "./checkout/cancelUnpaid";
 import { createCheckoutCallable } from "./checkout/createCheckout";
 import { STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET } from "./config";
 import { deliverNotification, redriveNotifications } from "./notifications/deliver";
-import { AGGREGATE_MIN_INTERVAL_MS, aggregateShards, reconcileProduct } from "./inventory/shards";
+import { aggregateShards, reconcileProduct } from "./inventory/shards";
 import { releaseAbandonedReservations, reserveStockForOrder } from "./reservation";
 import { runtime } from "./runtime";
 
@@ -55,7 +55,8 @@ export const releaseAbandonedReservationsSweep = onSchedule("every 5 minutes", a
 // repeated or late run changes nothing (an older snapshot never overwrites a newer one).
 export const aggregateStockShards = onDocumentWritten({ document: "products/{sku}/stockShards/{shard}", retry: true }, async (event) => {
   const changedAt = event.data?.after.updateTime ?? event.data?.before.updateTime;
-  await aggregateShards(runtime().reservation.db, event.params.sku, { minIntervalMs: AGGREGATE_MIN_INTERVAL_MS, ...(changedAt ? { changedAt } : {}) });
+  const { reservation, aggregateMinIntervalMs } = runtime();
+  await aggregateShards(reservation.db, event.params.sku, { minIntervalMs: aggregateMinIntervalMs, ...(changedAt ? { changedAt } : {}) });
 });
 
 // Retried: a lost run would leave the edit out of the shards until the next sale (the shard trigger

@@ -24,6 +24,7 @@ import { smtpProviderFromEnv } from "./notifications/smtpProvider";
 import { getAuth } from "firebase-admin/auth";
 import type { App } from "firebase-admin/app";
 import { DEFAULT_GROUP_COMMIT } from "./concurrency/groupCommit";
+import { AGGREGATE_MIN_INTERVAL_MS } from "./inventory/shards";
 import { LocalLocks } from "./concurrency/localLocks";
 import { DEFAULT_ABANDON_POLICY, type ReservationDeps } from "./reservation";
 import { parseWebhookSecrets } from "./stripe/signature";
@@ -38,6 +39,12 @@ export interface Runtime {
   delivery: DeliveryDeps;
   checkout: CheckoutDeps;
   cancelUnpaid: CancelDeps;
+  /**
+   * How far apart a hot product's aggregations are (see aggregateShards). Not in the emulator: its
+   * Functions runtime starts one worker process per concurrent trigger run, so runs that wait out the
+   * interval would each hold a process, and a sale's shard writes would starve every other trigger.
+   */
+  aggregateMinIntervalMs: number;
 }
 
 let cached: Runtime | undefined;
@@ -73,6 +80,7 @@ function build(): Runtime {
   const stripe = () => (stripeClient ??= createStripeClient(STRIPE_SECRET_KEY.value()));
   const warn = (message: string, fields: Record<string, unknown>) => logger.warn(message, fields);
   return {
+    aggregateMinIntervalMs: process.env.FUNCTIONS_EMULATOR === "true" ? 0 : AGGREGATE_MIN_INTERVAL_MS,
     checkout: {
       db,
       stripe,

@@ -121,8 +121,9 @@ export async function aggregateShards(db: Firestore, sku: string, options: Aggre
   if (covered(first.data()?.aggregatedAt)) return "superseded";
   const last = first.data()?.aggregatedAt;
   const since = last === undefined ? Infinity : first.readTime.toMillis() - last.toMillis();
+  // Never more than one interval: an `aggregatedAt` ahead of this read (clock skew, a hand edit) must not stall the run.
   if (since < minIntervalMs) {
-    await sleep(minIntervalMs - since);
+    await sleep(Math.min(minIntervalMs, minIntervalMs - since));
     first = await ref.get();
     if (covered(first.data()?.aggregatedAt)) return "superseded";
   }

@@ -73,6 +73,34 @@ describe("stock shards for a hot product", () => {
     expect(await shardSums(sku)).to.deep.equal({ stock: 0, reserved: 0, shards: 0 });
   });
 
+  it("aggregates a hot product at most once an interval: a run that comes too soon waits, then stops if a later aggregation covered its write", async () => {
+    const sku = uniqueId("hot");
+    const product = db().collection("products").doc(sku);
+    const shard = (n: number) => product.collection("stockShards").doc(String(n));
+    await setBackgroundTriggers(false);
+    try {
+      await seedProduct(sku, 12);
+      await configureStockShards(db(), sku, 3);
+      expect(await aggregateShards(db(), sku)).to.equal("aggregated");
+      const write = await shard(0).update({ reserved: FieldValue.increment(2) });
+      const waits: number[] = [];
+      // While this run waits, another run (of a later shard write) aggregates a snapshot that covers its write.
+      const sleep = async (ms: number) => {
+        waits.push(ms);
+        expect(await aggregateShards(db(), sku)).to.equal("aggregated");
+      };
+      expect(await aggregateShards(db(), sku, { changedAt: write.writeTime, minIntervalMs: 1000, sleep })).to.equal("superseded");
+      expect(waits).to.have.length(1);
+      expect(waits[0]).to.be.within(1, 1000);
+      expect(await productData(sku)).to.deep.equal({ stock: 12, reserved: 2 });
+      // A run whose write an aggregation already covers does not wait at all.
+      expect(await aggregateShards(db(), sku, { changedAt: write.writeTime, minIntervalMs: 1000, sleep })).to.equal("superseded");
+      expect(waits).to.have.length(1);
+    } finally {
+      await setBackgroundTriggers(true);
+    }
+  });
+
   it("aggregates from a lock-free snapshot, never over a newer one, and applies an operator's edit through the reconcile", async () => {
     const sku = uniqueId("hot");
     const product = db().collection("products").doc(sku);
