@@ -1,10 +1,23 @@
-import { defineBoolean, defineInt, defineSecret } from "firebase-functions/params";
+import { defineBoolean, defineInt, defineSecret, defineString } from "firebase-functions/params";
 
 /**
  * Deployment parameters. Secrets live in Secret Manager (functions/.secret.local in the emulator);
  * the others in functions/.env. All are read with `.value()` at run time only.
  */
 export const STRIPE_WEBHOOK_SECRET = defineSecret("STRIPE_WEBHOOK_SECRET");
+
+/** Outbound calls to the Stripe API (checkout, canceling unpaid payments). Bound only by the functions that call Stripe. */
+export const STRIPE_SECRET_KEY = defineSecret("STRIPE_SECRET_KEY");
+
+export const CHECKOUT_RATE_LIMIT_PER_MINUTE = defineInt("CHECKOUT_RATE_LIMIT_PER_MINUTE", {
+  default: 5,
+  description: "New checkouts (payments and subscriptions together) one user may start in any 60 seconds.",
+});
+
+export const CHECKOUT_ALLOWED_ORIGINS = defineString("CHECKOUT_ALLOWED_ORIGINS", {
+  default: "",
+  description: "Comma-separated origins (https://shop.example.com) a Checkout Session may send the shopper back to.",
+});
 
 export const RESTOCK_ON_REFUND = defineBoolean("RESTOCK_ON_REFUND", {
   default: true,

@@ -7,7 +7,9 @@ import { onDocumentCreated, onDocumentUpdated, onDocumentWritten } from "firebas
 import { onCall, onRequest } from "firebase-functions/v2/https";
 import { onSchedule } from "firebase-functions/v2/scheduler";
 import { listDeadLettersCallable, replayWebhookEventCallable, webhookEventStatusCallable } from "./admin/callables";
-import { STRIPE_WEBHOOK_SECRET } from "./config";
+import { cancelUnpaidPayment } from "./checkout/cancelUnpaid";
+import { createCheckoutCallable } from "./checkout/createCheckout";
+import { STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET } from "./config";
 import { deliverNotification, redriveNotifications } from "./notifications/deliver";
 import { aggregateShards, reconcileProduct } from "./inventory/shards";
 import { releaseAbandonedReservations, reserveStockForOrder } from "./reservation";
@@ -23,6 +25,15 @@ export const stripeWebhook = onRequest({ secrets: [STRIPE_WEBHOOK_SECRET], invok
 // no longer `pending`.
 export const reserveStockOnOrderCreated = onDocumentCreated({ document: "orders/{orderId}", retry: true }, async (event) => {
   await reserveStockForOrder(runtime().reservation, event.params.orderId);
+});
+
+// The shop's only way to create an order: the server prices it and creates the Stripe payment once.
+export const createCheckout = onCall({ secrets: [STRIPE_SECRET_KEY] }, (request) => createCheckoutCallable(runtime().checkout, request));
+
+// Out of stock or canceled → its unpaid PaymentIntent / Session is closed at Stripe. Retried: a lost run
+// would leave a payable PaymentIntent for an order that cannot be fulfilled; a repeated run is a no-op.
+export const cancelUnpaidPaymentOnOrderClosed = onDocumentUpdated({ document: "orders/{orderId}", retry: true, secrets: [STRIPE_SECRET_KEY] }, async (event) => {
+  await cancelUnpaidPayment(runtime().cancelUnpaid, event.params.orderId, event.data?.before.data(), event.data?.after.data());
 });
 
 // Retries on: a crash before the claim is redelivered; after the claim, the re-drive below takes over.

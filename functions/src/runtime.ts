@@ -2,13 +2,21 @@ import { getApps, initializeApp } from "firebase-admin/app";
 import { getFirestore, type Firestore } from "firebase-admin/firestore";
 import { logger } from "firebase-functions";
 import {
+  CHECKOUT_ALLOWED_ORIGINS,
+  CHECKOUT_RATE_LIMIT_PER_MINUTE,
   MAX_DELIVERY_ATTEMPTS,
   NOTIFICATION_MAX_ATTEMPTS,
   RESERVATION_HOLD_MINUTES,
   RESTOCK_ON_REFUND,
+  STRIPE_SECRET_KEY,
   STRIPE_WEBHOOK_SECRET,
   WEBHOOK_EVENT_TTL_DAYS,
 } from "./config";
+import type Stripe from "stripe";
+import type { CancelDeps } from "./checkout/cancelUnpaid";
+import type { CheckoutDeps } from "./checkout/createCheckout";
+import { parseAllowedOrigins } from "./checkout/input";
+import { createStripeClient } from "./stripe/client";
 import type { AbandonPolicy } from "./domain/reservation";
 import { DEFAULT_DELIVERY_OPTIONS, type DeliveryDeps } from "./notifications/deliver";
 import { logProvider, type NotificationProvider } from "./notifications/providers";
@@ -28,6 +36,8 @@ export interface Runtime {
   reservation: ReservationDeps;
   abandonPolicy: AbandonPolicy;
   delivery: DeliveryDeps;
+  checkout: CheckoutDeps;
+  cancelUnpaid: CancelDeps;
 }
 
 let cached: Runtime | undefined;
@@ -58,7 +68,19 @@ function build(): Runtime {
       log("stripe webhook delivery", entry);
     },
   };
+  // Only the functions that bind STRIPE_SECRET_KEY ever call this; the others never read the secret.
+  let stripeClient: Stripe | undefined;
+  const stripe = () => (stripeClient ??= createStripeClient(STRIPE_SECRET_KEY.value()));
+  const warn = (message: string, fields: Record<string, unknown>) => logger.warn(message, fields);
   return {
+    checkout: {
+      db,
+      stripe,
+      now,
+      config: () => ({ rateLimitPerMinute: CHECKOUT_RATE_LIMIT_PER_MINUTE.value(), allowedOrigins: parseAllowedOrigins(CHECKOUT_ALLOWED_ORIGINS.value()) }),
+      log: warn,
+    },
+    cancelUnpaid: { db, stripe, now, log: warn },
     webhookDeps,
     webhook: createWebhookHandler(webhookDeps),
     reservation: { db, now, locks },

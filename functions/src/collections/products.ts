@@ -1,5 +1,5 @@
 import { Timestamp, type DocumentReference, type Firestore, type FirestoreDataConverter, type QueryDocumentSnapshot } from "firebase-admin/firestore";
-import { toCount } from "./firestoreValues";
+import { toCount, withoutUndefined } from "./firestoreValues";
 
 export const PRODUCTS = "products";
 
@@ -7,6 +7,15 @@ export const PRODUCTS = "products";
 export interface Product {
   sku: string;
   name: string;
+  /**
+   * Unit price in integer minor units (> 0). Absent, or not a positive integer: the product is not for
+   * sale (checkout refuses it) — an operator typo must never sell at a made-up price.
+   */
+  price?: number;
+  /** Lowercase ISO 4217 of `price`. */
+  currency?: string;
+  /** Offered for sale; absent means true. Stock keeps moving for orders already placed. */
+  active: boolean;
   /** Units on hand. Finalizing a payment decrements it. */
   stock: number;
   /** Units held by orders in status `reserved`. available = stock − reserved. */
@@ -32,6 +41,8 @@ export function productFromData(sku: string, data: Record<string, unknown>): Pro
   return {
     sku,
     name: typeof data.name === "string" ? data.name : sku,
+    ...priceFromData(data),
+    active: data.active !== false,
     stock: toCount(data.stock),
     reserved: toCount(data.reserved),
     shards: Math.max(1, toCount(data.shards)),
@@ -40,10 +51,18 @@ export function productFromData(sku: string, data: Record<string, unknown>): Pro
   };
 }
 
+/** Price and currency only when both are usable; a lone or malformed one means "no price". "USD" typed in the console is "usd". */
+function priceFromData(data: Record<string, unknown>): { price?: number; currency?: string } {
+  const { price, currency } = data;
+  if (typeof price !== "number" || !Number.isSafeInteger(price) || price <= 0) return {};
+  if (typeof currency !== "string" || !/^[A-Za-z]{3}$/.test(currency)) return {};
+  return { price, currency: currency.toLowerCase() };
+}
+
 export const productConverter: FirestoreDataConverter<Product> = {
   toFirestore(product) {
     const { sku: _sku, ...data } = product as Product;
-    return data;
+    return withoutUndefined(data);
   },
   fromFirestore(snapshot: QueryDocumentSnapshot): Product {
     return productFromData(snapshot.id, snapshot.data());
