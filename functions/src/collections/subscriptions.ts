@@ -1,8 +1,6 @@
 import type { CollectionReference, DocumentReference, Firestore, FirestoreDataConverter, QueryDocumentSnapshot } from "firebase-admin/firestore";
+import { CUSTOMER_SUBSCRIPTIONS, CUSTOMERS } from "./customers";
 import { toCount, toDate } from "./firestoreValues";
-
-export const CUSTOMERS = "customers";
-export const SUBSCRIPTIONS = "subscriptions";
 
 /** Stripe's subscription statuses, as stored. */
 export const SUBSCRIPTION_STATUSES = ["incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused"] as const;
@@ -102,7 +100,7 @@ export const subscriptionConverter: FirestoreDataConverter<Subscription> = {
 };
 
 export function subscriptionsOf(db: Firestore, uid: string): CollectionReference<Subscription> {
-  return db.collection(CUSTOMERS).doc(uid).collection(SUBSCRIPTIONS).withConverter(subscriptionConverter);
+  return db.collection(CUSTOMERS).doc(uid).collection(CUSTOMER_SUBSCRIPTIONS).withConverter(subscriptionConverter);
 }
 
 export function subscriptionRef(db: Firestore, uid: string, subscriptionId: string): DocumentReference<Subscription> {

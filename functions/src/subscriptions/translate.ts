@@ -1,4 +1,5 @@
 import type Stripe from "stripe";
+import { CUSTOMER_UID_METADATA_KEY } from "../collections/customers";
 import { isPriceId } from "../collections/plans";
 import { isSubscriptionStatus } from "../collections/subscriptions";
 import type { SubscriptionChange, SubscriptionCommand, SubscriptionState, SubscriptionTranslation } from "./commands";
@@ -41,7 +42,7 @@ export function translateSubscriptionEvent(event: Stripe.Event): SubscriptionTra
       // Payment-mode sessions are orders; setup-mode ones concern neither.
       if (session.mode !== "subscription") return null;
       if (!SESSION_ID.test(session.id)) return ignored(`checkout session id ${JSON.stringify(session.id)} is not a Checkout Session id`);
-      return command(idOf(session.customer), idOf(session.subscription), claimOf(session.client_reference_id) ?? claimOf(session.metadata?.uid), (common) => ({
+      return command(idOf(session.customer), idOf(session.subscription), claimOf(session.client_reference_id) ?? metadataClaim(session.metadata), (common) => ({
         ...common,
         kind: "checkout_completed",
         checkoutSessionId: session.id,
@@ -57,7 +58,7 @@ export function translateSubscriptionEvent(event: Stripe.Event): SubscriptionTra
       const state = stateOf(subscription);
       if (typeof state === "string") return ignored(state);
       const change = CHANGES[event.type];
-      return command(idOf(subscription.customer), subscription.id, claimOf(subscription.metadata?.uid), (common): SubscriptionCommand => {
+      return command(idOf(subscription.customer), subscription.id, metadataClaim(subscription.metadata), (common): SubscriptionCommand => {
         if (event.type === "customer.subscription.deleted") return { ...common, kind: "subscription_deleted", state };
         if (event.type === "customer.subscription.trial_will_end") return { ...common, kind: "trial_will_end", state };
         return { ...common, kind: "subscription_changed", change: change ?? "updated", state };
@@ -72,7 +73,7 @@ export function translateSubscriptionEvent(event: Stripe.Event): SubscriptionTra
       if (typeof invoice.id !== "string" || !INVOICE_ID.test(invoice.id)) return ignored(`invoice id ${JSON.stringify(invoice.id)} is not an invoice id`);
       const invoiceId = invoice.id;
       const kind = event.type === "invoice.paid" ? "invoice_paid" : event.type === "invoice.payment_failed" ? "invoice_payment_failed" : "invoice_action_required";
-      const claim = claimOf(invoice.parent?.subscription_details?.metadata?.uid);
+      const claim = metadataClaim(invoice.parent?.subscription_details?.metadata);
       return command(idOf(invoice.customer), subscriptionId, claim, (common) => ({ ...common, kind, invoiceId, billingReason: invoice.billing_reason ?? null }));
     }
     default:
@@ -120,6 +121,11 @@ export function invoiceSubscriptionId(invoice: Stripe.Invoice): string | null {
 
 function seconds(value: unknown): Date | null {
   return typeof value === "number" && Number.isFinite(value) ? new Date(value * 1000) : null;
+}
+
+/** The uid our checkout wrote into the metadata (`firebaseUid`, as on the Stripe Customer), or a plain `uid`. */
+function metadataClaim(metadata: Stripe.Metadata | null | undefined): string | null {
+  return claimOf(metadata?.[CUSTOMER_UID_METADATA_KEY]) ?? claimOf(metadata?.uid);
 }
 
 function claimOf(value: string | null | undefined): string | null {
