@@ -5,18 +5,25 @@
 //     launcher JAR, falling back to firebase-tools' own download when none is installed,
 //   - fails with one clear sentence when something has to be installed.
 //
+//   - runs the local Stripe test-mode stand-in (functions/standin) beside the emulators on
+//     127.0.0.1:12111 for both `start` and `exec`, and stops it with them.
+//
 // Usage:
 //   node scripts/emulators.mjs exec [--only auth,firestore,functions] "<command>"
 //   node scripts/emulators.mjs start          (seeds demo data, prints the Stripe banner, Ctrl-C stops)
 //
 // Env knobs: JAVA_HOME, FIRESTORE_EMULATOR_JAR (path to cloud-firestore-emulator.jar),
-// FIRESTORE_EMULATOR_BINARY_PATH (used as-is when set), EMULATOR_UI=0 / CI (no Emulator UI on start).
+// FIRESTORE_EMULATOR_BINARY_PATH (used as-is when set), EMULATOR_UI=0 / CI (no Emulator UI on start),
+// STRIPE_STANDIN=0 (no Stripe stand-in), STRIPE_STANDIN_PORT (default 12111),
+// STRIPE_STANDIN_VERBOSE=1 (log every stand-in request during `exec` too).
 //
 // Importable: resolveEmulatorEnv() returns { env, javaHome, firestoreJar } for other scripts.
 // Node built-ins only.
 
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
+import { createRequire } from "node:module";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
@@ -727,6 +734,142 @@ function runFirebase(args, env, { onSignal } = {}) {
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// The local Stripe stand-in (functions/standin)
+// ---------------------------------------------------------------------------------------------
+
+export const STANDIN_HOST = "127.0.0.1";
+const STANDIN_ENTRY = path.join(ROOT, "functions", "standin", "main.ts");
+const FUNCTIONS_EMULATOR_PORT = 5001;
+
+/** The first STRIPE_WEBHOOK_SECRET of functions/.secret.local (the one the emulated function checks). */
+export function emulatorWebhookSecret() {
+  const file = path.join(ROOT, "functions", ".secret.local");
+  let text;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch {
+    throw new EmulatorSetupError(`${path.relative(ROOT, file)} is missing: it holds the emulator's STRIPE_WEBHOOK_SECRET.`);
+  }
+  const value = /^\s*STRIPE_WEBHOOK_SECRET\s*=\s*(.*)$/m.exec(text)?.[1] ?? "";
+  const first = value.trim().replace(/^["']|["']$/g, "").split(",")[0].trim();
+  if (!first) throw new EmulatorSetupError(`${path.relative(ROOT, file)} has no STRIPE_WEBHOOK_SECRET value.`);
+  return first;
+}
+
+function standInPort(env) {
+  const text = env.STRIPE_STANDIN_PORT ?? "12111";
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new EmulatorSetupError(`STRIPE_STANDIN_PORT=${text} is not a port number.`);
+  }
+  return port;
+}
+
+/** Resolves when `port` can be listened on, else throws the one sentence to show. */
+function assertPortFree(port, host) {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", (err) => {
+      reject(
+        err.code === "EADDRINUSE"
+          ? new EmulatorSetupError(
+              `Port ${port} on ${host} (the local Stripe stand-in) is already in use: another \`npm start\` or ` +
+                `emulators run may still be running (wrap runs in \`flock /tmp/emulators.lock\`); stop it, or set ` +
+                `STRIPE_STANDIN_PORT (and STRIPE_API_PORT in functions/.env.local), or STRIPE_STANDIN=0 to run without it.`,
+            )
+          : err,
+      );
+    });
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
+}
+
+async function waitForStandIn(url, child, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new EmulatorSetupError(`The local Stripe stand-in exited before it was ready (${child.exitCode ?? child.signalCode}); see its output above.`);
+    }
+    try {
+      const res = await fetch(`${url}/__standin/health`, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new EmulatorSetupError(`The local Stripe stand-in did not answer on ${url} within ${timeoutMs / 1000} s.`);
+}
+
+/**
+ * Starts functions/standin/main.ts with the functions' tsx and waits until it answers. Returns
+ * { url, stop() }, or null when STRIPE_STANDIN=0. The child exits by itself when our process
+ * dies, however it dies: it watches the pipe on its stdin.
+ */
+export async function startStripeStandIn({ env = process.env, quiet = false } = {}) {
+  if (env.STRIPE_STANDIN === "0") {
+    process.stderr.write("[emulators] STRIPE_STANDIN=0: the local Stripe stand-in is not started.\n");
+    return null;
+  }
+  const port = standInPort(env);
+  await assertPortFree(port, STANDIN_HOST);
+  let tsx;
+  try {
+    tsx = createRequire(path.join(ROOT, "functions", "package.json")).resolve("tsx");
+  } catch {
+    throw new EmulatorSetupError("tsx is not installed in functions/: run `npm install` at the repo root first.");
+  }
+  const child = spawn(process.execPath, ["--import", pathToFileURL(tsx).href, STANDIN_ENTRY], {
+    cwd: ROOT,
+    env: {
+      ...env,
+      STRIPE_STANDIN_PORT: String(port),
+      STRIPE_STANDIN_HOST: STANDIN_HOST,
+      STRIPE_STANDIN_WEBHOOK_URL:
+        env.STRIPE_STANDIN_WEBHOOK_URL ?? `http://127.0.0.1:${FUNCTIONS_EMULATOR_PORT}/${PROJECT_ID}/us-central1/stripeWebhook`,
+      STRIPE_STANDIN_WEBHOOK_SECRET: env.STRIPE_STANDIN_WEBHOOK_SECRET ?? emulatorWebhookSecret(),
+      STRIPE_STANDIN_EXIT_WITH_STDIN: "1",
+      ...(quiet && env.STRIPE_STANDIN_VERBOSE !== "1" ? { STRIPE_STANDIN_QUIET: "1" } : {}),
+    },
+    stdio: ["pipe", "inherit", "inherit"],
+    windowsHide: true,
+  });
+  let stopping = false;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.once("exit", (code, signal) => {
+    if (!stopping) process.stderr.write(`[emulators] The local Stripe stand-in stopped unexpectedly (${code ?? signal}).\n`);
+  });
+  child.once("error", (err) => process.stderr.write(`[emulators] Could not start the Stripe stand-in: ${err.message}\n`));
+  const url = `http://${STANDIN_HOST}:${port}`;
+  const stop = async () => {
+    stopping = true;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
+  try {
+    await waitForStandIn(url, child);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url, stop };
+}
+
+/** Runs `body(env)` with the stand-in beside it (its URL in STRIPE_STANDIN_URL), stopping it afterwards. */
+async function withStandIn(env, { quiet }, body) {
+  const standIn = await startStripeStandIn({ env, quiet });
+  try {
+    return await body(standIn ? { ...env, STRIPE_STANDIN_URL: standIn.url } : env);
+  } finally {
+    await standIn?.stop();
+  }
+}
+
 function parseArgs(argv) {
   const [mode, ...rest] = argv;
   let only = null;
@@ -768,15 +911,21 @@ async function cmdExec({ only, positional }) {
     process.stderr.write(USAGE);
     return 2;
   }
-  const { env } = resolveEmulatorEnv({ only });
+  const { env: emulatorEnv } = resolveEmulatorEnv({ only });
   const args = ["emulators:exec", "--project", PROJECT_ID, "--only", only.join(","), toShellCommand(positional)];
-  const { code, signal } = await runFirebase(args, env);
-  // Interrupted runs never count as a success, whatever firebase-tools returned.
-  return signal && code === 0 ? 128 + (SIGNAL_NUMBERS[signal] ?? 1) : code;
+  return withStandIn(emulatorEnv, { quiet: true }, async (env) => {
+    const { code, signal } = await runFirebase(args, env);
+    // Interrupted runs never count as a success, whatever firebase-tools returned.
+    return signal && code === 0 ? 128 + (SIGNAL_NUMBERS[signal] ?? 1) : code;
+  });
 }
 
 async function cmdStart({ only }) {
-  const { env } = resolveEmulatorEnv({ only });
+  const { env: emulatorEnv } = resolveEmulatorEnv({ only });
+  return withStandIn(emulatorEnv, { quiet: false }, (env) => startEmulators(env, only));
+}
+
+async function startEmulators(env, only) {
   let wantUi = !process.env.CI && process.env.EMULATOR_UI !== "0";
   if (wantUi && !ensureEmulatorUi(env)) {
     process.stderr.write(
