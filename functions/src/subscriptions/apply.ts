@@ -43,9 +43,10 @@ export async function applySubscriptionEvent(
   const letterRef = deadLetterRef(db, meta.id);
   try {
     return await db.runTransaction(async (tx) => {
-      const [existing, letter] = await tx.getAll(eventRef, letterRef);
+      // One round trip for the event's own records and the user its customer maps to.
+      const [[existing, letter], owners] = await Promise.all([tx.getAll(eventRef, letterRef), tx.get(customersByStripeCustomerId(db, command.customerId))]);
       if (existing.exists && (!replay || existing.get("result") !== PARKED_RESULT)) return DUPLICATE;
-      const owner = ownerOf(await tx.get(customersByStripeCustomerId(db, command.customerId)));
+      const owner = ownerOf(owners);
       const { subscriptions, plans } = owner.found === "one" ? await readUser(tx, db, owner.customer.uid, command) : { subscriptions: new Map(), plans: new Map() };
       const now = deps.now();
       const decision = decideSubscription({
