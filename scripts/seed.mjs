@@ -20,11 +20,14 @@ const PROJECT_ID = "demo-stripe-orders";
 const REGION = "us-central1";
 const ALREADY_EXISTS = 6; // gRPC status code
 
+// Prices in integer minor units (cents), operator-owned like stock: createCheckout prices orders from them.
 export const DEMO_PRODUCTS = [
-  { sku: "tshirt", name: "Stripe T-shirt", stock: 50, priceAmount: 2000 },
-  { sku: "mug", name: "Stripe Mug", stock: 20, priceAmount: 1200 },
-  { sku: "sticker-pack", name: "Stripe Sticker Pack", stock: 500, priceAmount: 500 },
-  { sku: "hoodie", name: "Stripe Hoodie", stock: 5, priceAmount: 5500 },
+  { sku: "tshirt", name: "Stripe T-shirt", stock: 50, price: 2000, currency: "usd", active: true },
+  { sku: "mug", name: "Stripe Mug", stock: 20, price: 1200, currency: "usd", active: true },
+  { sku: "sticker-pack", name: "Stripe Sticker Pack", stock: 500, price: 500, currency: "usd", active: true },
+  { sku: "hoodie", name: "Stripe Hoodie", stock: 5, price: 5500, currency: "usd", active: true },
+  // Retired: readable, not for sale (checkout answers invalid-argument).
+  { sku: "poster-2019", name: "Stripe Poster (2019)", stock: 3, price: 1500, currency: "usd", active: false },
 ];
 export const DEMO_ORDER_ID = "demo-order-1";
 
@@ -60,14 +63,15 @@ export async function seed() {
   const db = getFirestore(app);
   try {
     const productResults = await Promise.all(
-      DEMO_PRODUCTS.map(async ({ sku, name, stock, priceAmount }) => ({
+      DEMO_PRODUCTS.map(async ({ sku, name, stock, price, currency, active }) => ({
         sku,
         created: await createIfMissing(db.collection("products").doc(sku), {
           name,
           stock,
           reserved: 0,
-          priceAmount,
-          currency: "usd",
+          price,
+          currency,
+          active,
         }),
       })),
     );
@@ -119,7 +123,7 @@ function firebaseJsonEmulators() {
   }
 }
 
-export function banner({ functionsHostPort, uiUrl, projectId = PROJECT_ID }) {
+export function banner({ functionsHostPort, uiUrl, projectId = PROJECT_ID, standinUrl = defaultStandinUrl() }) {
   const webhookUrl = `http://${functionsHostPort}/${projectId}/${REGION}/stripeWebhook`;
   const rule = "-".repeat(78);
   return [
@@ -127,10 +131,16 @@ export function banner({ functionsHostPort, uiUrl, projectId = PROJECT_ID }) {
     rule,
     ` stripe-orders emulators are running (project ${projectId}). Press Ctrl-C to stop.`,
     "",
-    ` Webhook URL: ${webhookUrl}`,
-    ...(uiUrl ? [` Emulator UI: ${uiUrl}`] : []),
+    ` Webhook URL:   ${webhookUrl}`,
+    ` Stripe (local test-mode stand-in): ${standinUrl}`,
+    ...(uiUrl ? [` Emulator UI:   ${uiUrl}`] : []),
     "",
-    " 1. Forward Stripe test-mode events to it (Stripe CLI):",
+    " Buy offline, end to end (sign in, createCheckout, pay with pm_card_visa, watch the order):",
+    "      npm run demo:buy -- tshirt 2",
+    "",
+    " With a real Stripe test account instead:",
+    " 1. Put your sk_test_... in functions/.secret.local (STRIPE_SECRET_KEY), drop STRIPE_API_* from",
+    "    functions/.env.local, and forward Stripe's events:",
     `      stripe listen --forward-to ${webhookUrl}`,
     " 2. Append the whsec_... that `stripe listen` prints to STRIPE_WEBHOOK_SECRET in",
     "    functions/.secret.local (a comma-separated list is accepted), then restart `npm start`.",
@@ -139,6 +149,10 @@ export function banner({ functionsHostPort, uiUrl, projectId = PROJECT_ID }) {
     rule,
     "",
   ].join("\n");
+}
+
+function defaultStandinUrl() {
+  return `http://127.0.0.1:${process.env.STRIPE_STANDIN_PORT || 12111}`;
 }
 
 /** Prints the banner, then waits until a signal arrives or the emulators (our parent) go away. */

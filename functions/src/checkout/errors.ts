@@ -57,7 +57,7 @@ export function toHttpsError(error: unknown, log: ErrorLog): HttpsError {
   if (error instanceof HttpsError) return error;
   if (error instanceof CheckoutError) return new HttpsError(CODE_OF[error.kind], error.message, error.details);
   if (error instanceof Stripe.errors.StripeError) {
-    const fields = { type: error.type, code: error.code ?? null, statusCode: error.statusCode ?? null, requestId: error.requestId ?? null, message: error.message };
+    const fields = { type: error.type, code: error.code ?? null, statusCode: error.statusCode ?? null, requestId: error.requestId ?? null, detail: error.message };
     if (
       error instanceof Stripe.errors.StripeConnectionError ||
       error instanceof Stripe.errors.StripeAPIError ||
@@ -72,12 +72,12 @@ export function toHttpsError(error: unknown, log: ErrorLog): HttpsError {
   }
   const grpc = grpcCodeOf(error);
   if (grpc !== null && GRPC_RETRYABLE.has(grpc)) {
-    log("Firestore unavailable during checkout; the client may retry with the same key", { grpc, message: String(error) });
+    log("Firestore unavailable during checkout; the client may retry with the same key", { grpc, detail: String(error) });
     return new HttpsError("unavailable", "The order store is busy. Try again with the same idempotencyKey.", { reason: "store_unavailable" });
   }
   log("Unexpected checkout failure", {
     kind: error instanceof AppError ? error.code : null,
-    message: error instanceof Error ? error.message : String(error),
+    detail: error instanceof Error ? error.message : String(error),
     stack: error instanceof Error ? (error.stack ?? null) : null,
   });
   return new HttpsError("internal", "Checkout failed unexpectedly.", { reason: "internal" });

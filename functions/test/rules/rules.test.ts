@@ -52,7 +52,7 @@ const SKU = "sku-tshirt";
 
 const BACKEND_COLLECTIONS = ["webhookEvents", "auditLog", "notifications", "deadLetters", "rateLimits"] as const;
 const PLAN_ID = "price_pro_monthly";
-const SUBSCRIPTION_ID = "sub_alice_1";
+const SUBSCRIPTION_ID = "sub_forged_by_client";
 const BACKEND_DOC_ID = "seeded-1";
 
 function emulatorHostAndPort(): { host: string; port: number } {
@@ -156,79 +156,7 @@ describe("firestore.rules", () => {
         paymentIntentId: "pi_123",
       });
       await setDoc(doc(db, "orders", OWNER_ORDER_ID, "private", "x"), { userId: OWNER_UID });
-      describe("customers (backend-written, read by their user)", () => {
-    it("user can read their own customers/{uid}", async () => {
-      const snap = await assertSucceeds(getDoc(doc(owner(), "customers", OWNER_UID)));
-      expect(snap.get("stripeCustomerId")).to.equal(`cus_${OWNER_UID}`);
-      expect(snap.get("entitlement.role")).to.equal("pro");
-    });
-
-    it("user cannot read another user's customers document", async () => {
-      await assertFails(getDoc(doc(owner(), "customers", OTHER_UID)));
-    });
-
-    it("signed-out user cannot read a customers document", async () => {
-      await assertFails(getDoc(doc(signedOut(), "customers", OWNER_UID)));
-    });
-
-    it("user with admin claim cannot read someone else's customers document", async () => {
-      await assertFails(getDoc(doc(admin(), "customers", OWNER_UID)));
-    });
-
-    it("user cannot list customers", async () => {
-      await assertFails(getDocs(collection(owner(), "customers")));
-    });
-
-    it("user cannot write their own customers document (no self-granted role or customer)", async () => {
-      await assertFails(updateDoc(doc(owner(), "customers", OWNER_UID), { "entitlement.role": "admin" }));
-      await assertFails(setDoc(doc(owner(), "customers", OWNER_UID), { stripeCustomerId: "cus_someone_else" }));
-      await assertFails(deleteDoc(doc(owner(), "customers", OWNER_UID)));
-      await assertFails(setDoc(doc(other(), "customers", "new-user"), { stripeCustomerId: "cus_x" }));
-    });
-
-    it("user can read and list their own subscriptions", async () => {
-      await assertSucceeds(getDoc(doc(owner(), "customers", OWNER_UID, "subscriptions", `sub_${OWNER_UID}_1`)));
-      const snap = await assertSucceeds(getDocs(collection(owner(), "customers", OWNER_UID, "subscriptions")));
-      expect(snap.docs.map((d) => d.id)).to.deep.equal([`sub_${OWNER_UID}_1`]);
-    });
-
-    it("user cannot read another user's subscriptions", async () => {
-      await assertFails(getDoc(doc(owner(), "customers", OTHER_UID, "subscriptions", `sub_${OTHER_UID}_1`)));
-      await assertFails(getDocs(collection(owner(), "customers", OTHER_UID, "subscriptions")));
-    });
-
-    it("user cannot write a subscription", async () => {
-      await assertFails(setDoc(doc(owner(), "customers", OWNER_UID, "subscriptions", SUBSCRIPTION_ID), { status: "active", role: "pro" }));
-      await assertFails(updateDoc(doc(owner(), "customers", OWNER_UID, "subscriptions", `sub_${OWNER_UID}_1`), { status: "active" }));
-    });
-
-    it("user cannot read another subcollection of their customers document", async () => {
-      await assertFails(getDoc(doc(owner(), "customers", OWNER_UID, "private", "x")));
-    });
-
-    it("seeded customers are unchanged after the denied writes", async () => {
-      expect(await readWithoutRules(`customers/${OWNER_UID}`)).to.deep.include({ stripeCustomerId: `cus_${OWNER_UID}` });
-      expect((await readWithoutRules(`customers/${OWNER_UID}`))?.entitlement).to.include({ role: "pro" });
-      expect(await readWithoutRules("customers/new-user")).to.equal(undefined);
-      expect(await readWithoutRules(`customers/${OWNER_UID}/subscriptions/${SUBSCRIPTION_ID}`)).to.equal(undefined);
-    });
-  });
-
-  describe("plans (operator-owned, readable by anyone)", () => {
-    it("signed-out user can read and list plans", async () => {
-      const snap = await assertSucceeds(getDoc(doc(signedOut(), "plans", PLAN_ID)));
-      expect(snap.data()).to.deep.equal({ role: "pro", active: true });
-      await assertSucceeds(getDocs(collection(signedOut(), "plans")));
-    });
-
-    it("no one writes a plan through the client SDK", async () => {
-      await assertFails(setDoc(doc(owner(), "plans", "price_free_admin"), { role: "admin", active: true }));
-      await assertFails(updateDoc(doc(admin(), "plans", PLAN_ID), { role: "admin" }));
-      await assertFails(deleteDoc(doc(admin(), "plans", PLAN_ID)));
-    });
-  });
-
-  for (const name of BACKEND_COLLECTIONS) {
+      for (const name of BACKEND_COLLECTIONS) {
         // Each backend doc references the owner, so "owner" here really is the data's owner.
         await setDoc(doc(db, name, BACKEND_DOC_ID), {
           userId: OWNER_UID,
@@ -492,6 +420,78 @@ describe("firestore.rules", () => {
       });
       const otherOrder = await readWithoutRules(`orders/${OTHER_ORDER_ID}`);
       expect(otherOrder).to.include({ status: "finalized", paymentIntentId: "pi_123" });
+    });
+  });
+
+  describe("customers (backend-written, read by their user)", () => {
+    it("user can read their own customers/{uid}", async () => {
+      const snap = await assertSucceeds(getDoc(doc(owner(), "customers", OWNER_UID)));
+      expect(snap.get("stripeCustomerId")).to.equal(`cus_${OWNER_UID}`);
+      expect(snap.get("entitlement.role")).to.equal("pro");
+    });
+
+    it("user cannot read another user's customers document", async () => {
+      await assertFails(getDoc(doc(owner(), "customers", OTHER_UID)));
+    });
+
+    it("signed-out user cannot read a customers document", async () => {
+      await assertFails(getDoc(doc(signedOut(), "customers", OWNER_UID)));
+    });
+
+    it("user with admin claim cannot read someone else's customers document", async () => {
+      await assertFails(getDoc(doc(admin(), "customers", OWNER_UID)));
+    });
+
+    it("user cannot list customers", async () => {
+      await assertFails(getDocs(collection(owner(), "customers")));
+    });
+
+    it("user cannot write their own customers document (no self-granted role or customer)", async () => {
+      await assertFails(updateDoc(doc(owner(), "customers", OWNER_UID), { "entitlement.role": "admin" }));
+      await assertFails(setDoc(doc(owner(), "customers", OWNER_UID), { stripeCustomerId: "cus_someone_else" }));
+      await assertFails(deleteDoc(doc(owner(), "customers", OWNER_UID)));
+      await assertFails(setDoc(doc(other(), "customers", "new-user"), { stripeCustomerId: "cus_x" }));
+    });
+
+    it("user can read and list their own subscriptions", async () => {
+      await assertSucceeds(getDoc(doc(owner(), "customers", OWNER_UID, "subscriptions", `sub_${OWNER_UID}_1`)));
+      const snap = await assertSucceeds(getDocs(collection(owner(), "customers", OWNER_UID, "subscriptions")));
+      expect(snap.docs.map((d) => d.id)).to.deep.equal([`sub_${OWNER_UID}_1`]);
+    });
+
+    it("user cannot read another user's subscriptions", async () => {
+      await assertFails(getDoc(doc(owner(), "customers", OTHER_UID, "subscriptions", `sub_${OTHER_UID}_1`)));
+      await assertFails(getDocs(collection(owner(), "customers", OTHER_UID, "subscriptions")));
+    });
+
+    it("user cannot write a subscription", async () => {
+      await assertFails(setDoc(doc(owner(), "customers", OWNER_UID, "subscriptions", SUBSCRIPTION_ID), { status: "active", role: "pro" }));
+      await assertFails(updateDoc(doc(owner(), "customers", OWNER_UID, "subscriptions", `sub_${OWNER_UID}_1`), { status: "active" }));
+    });
+
+    it("user cannot read another subcollection of their customers document", async () => {
+      await assertFails(getDoc(doc(owner(), "customers", OWNER_UID, "private", "x")));
+    });
+
+    it("seeded customers are unchanged after the denied writes", async () => {
+      expect(await readWithoutRules(`customers/${OWNER_UID}`)).to.deep.include({ stripeCustomerId: `cus_${OWNER_UID}` });
+      expect((await readWithoutRules(`customers/${OWNER_UID}`))?.entitlement).to.include({ role: "pro" });
+      expect(await readWithoutRules("customers/new-user")).to.equal(undefined);
+      expect(await readWithoutRules(`customers/${OWNER_UID}/subscriptions/${SUBSCRIPTION_ID}`)).to.equal(undefined);
+    });
+  });
+
+  describe("plans (operator-owned, readable by anyone)", () => {
+    it("signed-out user can read and list plans", async () => {
+      const snap = await assertSucceeds(getDoc(doc(signedOut(), "plans", PLAN_ID)));
+      expect(snap.data()).to.deep.equal({ role: "pro", active: true });
+      await assertSucceeds(getDocs(collection(signedOut(), "plans")));
+    });
+
+    it("no one writes a plan through the client SDK", async () => {
+      await assertFails(setDoc(doc(owner(), "plans", "price_free_admin"), { role: "admin", active: true }));
+      await assertFails(updateDoc(doc(admin(), "plans", PLAN_ID), { role: "admin" }));
+      await assertFails(deleteDoc(doc(admin(), "plans", PLAN_ID)));
     });
   });
 
