@@ -43,3 +43,8 @@ export const RESERVATION_HOLD_MINUTES = defineInt("RESERVATION_HOLD_MINUTES", {
   default: 30,
   description: "Minutes a reservation without a Checkout Session is held before the sweep releases it.",
 });
+
+export const GRACE_PERIOD_HOURS = defineInt("GRACE_PERIOD_HOURS", {
+  default: 24,
+  description: "Hours a subscriber keeps their role after an invoice's first failed payment (once per invoice).",
+});

@@ -13,6 +13,9 @@ import { STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET } from "./config";
 import { deliverNotification, redriveNotifications } from "./notifications/deliver";
 import { aggregateShards, reconcileProduct } from "./inventory/shards";
 import { releaseAbandonedReservations, reserveStockForOrder } from "./reservation";
+import { createBillingPortalSessionCallable, createSubscriptionCheckoutCallable } from "./subscriptions/callables";
+import { roleChanged, syncRoleClaim } from "./subscriptions/claims";
+import { revokeExpiredGrace } from "./subscriptions/grace";
 import { runtime } from "./runtime";
 
 setGlobalOptions({ region: "us-central1" });
@@ -73,3 +76,20 @@ export const webhookEventStatus = onCall((request) => webhookEventStatusCallable
 export const replayWebhookEvent = onCall((request) => replayWebhookEventCallable(runtime().webhookDeps, request));
 
 export const listDeadLetters = onCall((request) => listDeadLettersCallable(runtime().webhookDeps, request));
+
+// Subscriptions (SPEC 8): a Checkout Session in subscription mode for the caller, and the billing portal.
+export const createSubscriptionCheckout = onCall({ secrets: [STRIPE_SECRET_KEY] }, (request) => createSubscriptionCheckoutCallable(runtime().checkout, request));
+
+export const createBillingPortalSession = onCall({ secrets: [STRIPE_SECRET_KEY] }, (request) => createBillingPortalSessionCallable(runtime().checkout, request));
+
+// The stripeRole claim follows customers/{uid}.entitlement after each commit (Auth is not transactional).
+// Retried: a lost run would leave a wrong claim; a repeated or late run reads the document as it is now.
+export const syncStripeRoleClaim = onDocumentWritten({ document: "customers/{uid}", retry: true }, async (event) => {
+  if (roleChanged(event.data?.before.data(), event.data?.after.data())) await syncRoleClaim(runtime().claims, event.params.uid);
+});
+
+// Revokes the role of subscribers whose grace passed unpaid; a repeated run finds nothing to do.
+export const revokeExpiredGraceSweep = onSchedule("every 10 minutes", async () => {
+  const { grace } = runtime();
+  logger.info("grace revocation", { ...(await revokeExpiredGrace(grace, grace.now())) });
+});

@@ -4,6 +4,7 @@ import { logger } from "firebase-functions";
 import {
   CHECKOUT_ALLOWED_ORIGINS,
   CHECKOUT_RATE_LIMIT_PER_MINUTE,
+  GRACE_PERIOD_HOURS,
   MAX_DELIVERY_ATTEMPTS,
   NOTIFICATION_MAX_ATTEMPTS,
   RESERVATION_HOLD_MINUTES,
@@ -28,6 +29,8 @@ import { AGGREGATE_MIN_INTERVAL_MS } from "./inventory/shards";
 import { LocalLocks } from "./concurrency/localLocks";
 import { DEFAULT_ABANDON_POLICY, type ReservationDeps } from "./reservation";
 import { parseWebhookSecrets } from "./stripe/signature";
+import type { ClaimsDeps } from "./subscriptions/claims";
+import type { GraceDeps } from "./subscriptions/grace";
 import { createWebhookHandler, type WebhookDeps, type WebhookRequest, type WebhookResponse } from "./webhook/handler";
 
 /** Production dependencies, built on first use (never at import time, so deploy analysis stays side-effect free). */
@@ -45,6 +48,8 @@ export interface Runtime {
    * interval would each hold a process, and a sale's shard writes would starve every other trigger.
    */
   aggregateMinIntervalMs: number;
+  claims: ClaimsDeps;
+  grace: GraceDeps;
 }
 
 let cached: Runtime | undefined;
@@ -69,6 +74,7 @@ function build(): Runtime {
     locks,
     options: { restockOnRefund: RESTOCK_ON_REFUND.value(), webhookEventTtlDays: WEBHOOK_EVENT_TTL_DAYS.value() },
     failure: { maxDeliveryAttempts: MAX_DELIVERY_ATTEMPTS.value() },
+    subscriptionOptions: { gracePeriodHours: GRACE_PERIOD_HOURS.value() },
     webhookSecrets: () => parseWebhookSecrets(STRIPE_WEBHOOK_SECRET.value()),
     logDelivery: (entry) => {
       const log = entry.http_status >= 500 ? logger.error : entry.http_status >= 400 ? logger.warn : logger.info;
@@ -89,6 +95,8 @@ function build(): Runtime {
       log: warn,
     },
     cancelUnpaid: { db, stripe, now, log: warn },
+    claims: { db, auth: getAuth(app) },
+    grace: { db, now },
     webhookDeps,
     webhook: createWebhookHandler(webhookDeps),
     reservation: { db, now, locks },

@@ -2,6 +2,7 @@ import { HttpsError, type CallableRequest } from "firebase-functions/v2/https";
 import type { DeadLetterStatus } from "../collections/deadLetters";
 import { replayDeadLetter, NoDeadLetterError, type ReplayOutcome } from "../webhook/replay";
 import type { PipelineDeps } from "../webhook/applyEvent";
+import type { VerifiedEventDeps } from "../subscriptions/dispatch";
 import { listDeadLetters, webhookEventStatus, type EventStatusReport, type Json } from "./eventStatus";
 
 /**
@@ -35,7 +36,7 @@ export async function webhookEventStatusCallable(deps: PipelineDeps, request: Ad
   return webhookEventStatus(deps.db, eventIdFrom(request.data));
 }
 
-export async function replayWebhookEventCallable(deps: PipelineDeps, request: AdminRequest): Promise<ReplayOutcome> {
+export async function replayWebhookEventCallable(deps: VerifiedEventDeps, request: AdminRequest): Promise<ReplayOutcome> {
   requireAdmin(request);
   const eventId = eventIdFrom(request.data);
   try {

@@ -2,6 +2,7 @@ import { Timestamp, type Firestore } from "firebase-admin/firestore";
 import { auditLog } from "../collections/auditLog";
 import { DEAD_LETTERS, deadLetterRef, type DeadLetterStatus } from "../collections/deadLetters";
 import { ORDERS } from "../collections/orders";
+import { subscriptionRef } from "../collections/subscriptions";
 import { webhookEventRef } from "../collections/webhookEvents";
 
 /** Plain JSON for callable responses: Timestamps become ISO strings. */
@@ -24,6 +25,8 @@ export interface EventStatusReport {
   deadLetter: Json;
   auditEntries: Json[];
   order: { id: string; status: string | null } | null;
+  /** The subscription a subscription event touched, as it is now (null when none, or when its user is unknown). */
+  subscription: { id: string; userId: string | null; status: string | null; priceId: string | null; role: string | null } | null;
 }
 
 /** "What happened to this Stripe event?" in one answer. */
@@ -36,12 +39,19 @@ export async function webhookEventStatus(db: Firestore, eventId: string): Promis
   const { payload: _payload, ...letterData } = letter.data() ?? {};
   const orderId = (event.get("orderId") as string | undefined) ?? (letter.get("orderId") as string | undefined) ?? null;
   const order = orderId ? await db.collection(ORDERS).doc(orderId).get() : null;
+  const subscriptionId = (event.get("subscriptionId") as string | undefined) ?? null;
+  // The audit entry names the user the event was applied to; a rejected event has none.
+  const userId = audit.docs.map((d) => d.get("userId") as unknown).find((u): u is string => typeof u === "string") ?? null;
+  const subscription = subscriptionId && userId ? (await subscriptionRef(db, userId, subscriptionId).get()).data() : undefined;
   return {
     eventId,
     webhookEvent: event.exists ? toJson(event.data()) : null,
     deadLetter: letter.exists ? toJson({ ...letterData, payloadBytes: Buffer.byteLength(String(letter.get("payload") ?? "")) }) : null,
     auditEntries: audit.docs.map((d) => toJson({ id: d.id, ...d.data() })),
     order: orderId ? { id: orderId, status: (order?.get("status") as string | undefined) ?? null } : null,
+    subscription: subscriptionId
+      ? { id: subscriptionId, userId, status: subscription?.status ?? null, priceId: subscription?.priceId ?? null, role: subscription?.role ?? null }
+      : null,
   };
 }
 

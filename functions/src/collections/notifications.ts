@@ -8,7 +8,11 @@ export type NotificationKind =
   | "payment_failed"
   | "order_canceled"
   | "refund_issued"
-  | "admin_alert";
+  | "admin_alert"
+  | "subscription_activated"
+  | "grace_ended"
+  | "trial_will_end"
+  | "payment_action_required";
 
 export type NotificationStatus = "queued" | "sending" | "sent" | "failed" | "dead";
 

@@ -13,6 +13,8 @@ export interface WebhookEventRecord {
   status: WebhookEventStatus;
   result: string;
   orderId: string | null;
+  /** The subscription a subscription event touched (customers/{uid}/subscriptions/{id}). */
+  subscriptionId?: string | null;
   receivedAt: Date;
   processedAt: Date;
   /** Stripe's `created` (seconds resolution), kept as a Timestamp. */

@@ -139,6 +139,13 @@ export function composeNotificationEmail(notification: Notification): ComposedEm
         ...(detail === null ? [] : [detail]),
       ]);
     case "payment_failed":
+      if (notification.orderId === null) {
+        return email("A subscription payment failed", [
+          "We could not take the payment for your subscription. Your access continues for a short grace period.",
+          ...reason,
+          "Please update your payment method to keep your subscription.",
+        ]);
+      }
       return email(`Payment for order ${order} failed`, [
         `We could not take the payment for your order ${order}. You have not been charged.`,
         ...reason,
@@ -157,6 +164,20 @@ export function composeNotificationEmail(notification: Notification): ComposedEm
         `Event: ${oneLine(notification.eventId ?? "") || "(none)"}`,
         `Notification: ${oneLine(notification.id)}`,
         `Detail: ${detail ?? "(none)"}`,
+      ]);
+    case "subscription_activated":
+      return email("Your subscription is active", ["Thank you. Your subscription is active.", ...(detail === null ? [] : [detail])]);
+    case "grace_ended":
+      return email("Your subscription access has ended", [
+        "We did not receive the payment for your subscription within the grace period, so its access has ended.",
+        "Update your payment method to restore it.",
+      ]);
+    case "trial_will_end":
+      return email("Your trial ends soon", ["Your free trial ends soon.", ...(detail === null ? [] : [detail])]);
+    case "payment_action_required":
+      return email("Please confirm your subscription payment", [
+        "Your bank asks you to confirm the payment for your subscription.",
+        ...reason,
       ]);
     default: {
       const unknown: never = kind;

@@ -2,8 +2,10 @@ import { performance } from "node:perf_hooks";
 import type { EventMeta } from "../domain/commands";
 import { AppError, classify, DeferredError, httpStatusOf, MethodNotAllowedError } from "../errors";
 import { verifyStripeEvent, type VerifiedEvent } from "../stripe/signature";
-import { eventMeta, translateEvent } from "../stripe/translate";
-import { applyEvent, type PipelineDeps } from "./applyEvent";
+import { eventMeta } from "../stripe/translate";
+import type { SubscriptionOptions } from "../subscriptions/machine";
+import { applyVerifiedEvent } from "../subscriptions/dispatch";
+import type { PipelineDeps } from "./applyEvent";
 import { recordFailedDelivery, type FailureOptions } from "./failures";
 
 /** The parts of an Express / Cloud Functions request the endpoint reads. */
@@ -36,6 +38,8 @@ export interface WebhookDeps extends PipelineDeps {
   webhookSecrets: () => readonly string[];
   /** One structured line per delivery; never the secret, the signature or card data. */
   logDelivery: (entry: DeliveryLog) => void;
+  /** GRACE_PERIOD_HOURS for subscription events (24 h when absent). */
+  subscriptionOptions?: SubscriptionOptions;
 }
 
 /** The `stripeWebhook` endpoint: verify → translate → apply in one transaction → answer. */
@@ -92,10 +96,13 @@ interface Reply {
   log: Omit<DeliveryLog, "http_status" | "duration_ms" | "event_id" | "event_type">;
 }
 
-/** Translate, apply in one transaction, and on failure count the attempt: the answer to one verified delivery. */
+/**
+ * Translate, apply in one transaction, and on failure count the attempt: the answer to one verified
+ * delivery. Subscription events take the subscription pipeline, the others the order pipeline.
+ */
 async function deliver(deps: WebhookDeps, meta: EventMeta, verified: VerifiedEvent, receivedAt: Date): Promise<Reply> {
   try {
-    const outcome = await applyEvent(deps, meta, translateEvent(verified.event), receivedAt);
+    const outcome = await applyVerifiedEvent(deps, verified.event, receivedAt);
     const body =
       outcome.status === "duplicate"
         ? { received: true, eventId: meta.id, status: "duplicate" }

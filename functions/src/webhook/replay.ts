@@ -1,8 +1,8 @@
 import type Stripe from "stripe";
 import { deadLetterRef } from "../collections/deadLetters";
 import { DeferredError } from "../errors";
-import { eventMeta, translateEvent } from "../stripe/translate";
-import { applyEvent, type ApplyOutcome, type PipelineDeps } from "./applyEvent";
+import { applyVerifiedEvent, type VerifiedEventDeps } from "../subscriptions/dispatch";
+import type { ApplyOutcome } from "./applyEvent";
 
 export type ReplayOutcome = ApplyOutcome | { status: "deferred"; result: string; orderId: string | null; attempt: null };
 
@@ -12,7 +12,7 @@ export class NoDeadLetterError extends Error {}
  * Re-applies a dead-lettered event from its stored, verified payload through the same pipeline as a
  * delivery. Idempotent: once applied, a second replay answers `duplicate` and changes nothing.
  */
-export async function replayDeadLetter(deps: PipelineDeps, eventId: string): Promise<ReplayOutcome> {
+export async function replayDeadLetter(deps: VerifiedEventDeps, eventId: string): Promise<ReplayOutcome> {
   const letter = await deadLetterRef(deps.db, eventId).get();
   const payload = letter.get("payload");
   if (!letter.exists || typeof payload !== "string") {
@@ -21,7 +21,8 @@ export async function replayDeadLetter(deps: PipelineDeps, eventId: string): Pro
   // The payload was verified when it was received; it is re-read from our own store, not from a caller.
   const event = JSON.parse(payload) as Stripe.Event;
   try {
-    return await applyEvent(deps, eventMeta(event), translateEvent(event), deps.now(), { replay: true });
+    // The same dispatch as a delivery: a parked subscription event replays through the subscription pipeline.
+    return await applyVerifiedEvent(deps, event, deps.now(), { replay: true });
   } catch (error) {
     if (!(error instanceof DeferredError)) throw error;
     await letter.ref.update({ lastError: `deferred: ${error.message}`, lastReplayAt: deps.now() });
