@@ -3,6 +3,7 @@ import {
   DEFAULT_OPTIMISTIC,
   isConflict,
   OptimisticTransaction,
+  ReadConflict,
   runOptimistic,
   sameVersion,
   type Guard,
@@ -193,8 +194,8 @@ export class GroupCommit {
     for (const [i, member] of members.entries()) {
       const view = views[i];
       if (member.outcome?.ok !== true) {
-        // A conflict seen while reading is a race this member lost: it runs again alone.
-        if (member.outcome !== undefined && isConflict(member.outcome.error)) leftOut.push(member);
+        // Two versions of one document seen while reading: a race this member lost, it runs again alone.
+        if (member.outcome !== undefined && member.outcome.error instanceof ReadConflict) leftOut.push(member);
         continue;
       }
       const overlaps = [...view.writePaths].some((path) => read.has(path) || written.has(path)) || [...view.readPaths].some((path) => written.has(path));

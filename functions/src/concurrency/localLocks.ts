@@ -186,6 +186,9 @@ export async function runTransactionWithLocks<T>(db: Firestore, scope: LockScope
       return await scope.transaction(db, body);
     } catch (error) {
       if (!(error instanceof LocksWanted) || round >= MAX_LOCK_ROUNDS) throw error;
+      // No key to wait for: a lock-free snapshot was stale (another instance took the units). Back off a
+      // little, jittered, so instances racing for the last units do not rerun in lockstep.
+      if (error.keys.length === 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * round));
       await scope.waitFor(error.keys);
     }
   }

@@ -115,8 +115,10 @@ export class OptimisticTransaction implements TransactionLike {
   }
 
   update<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: UpdateData<D>): this {
-    this.check.update(ref, data);
     const seen = this.seen.get(ref.path);
+    // Firestore would refuse it at commit (NOT_FOUND), failing a batch shared with others: fail here.
+    if (seen !== undefined && seen.updateTime === null) throw new Error(`update() of ${ref.path}, which this transaction read as missing`);
+    this.check.update(ref, data);
     const precondition: Precondition | undefined = seen?.updateTime ? { lastUpdateTime: seen.updateTime } : undefined;
     return this.write(ref.path, (batch) => (precondition ? batch.update(ref, data, precondition) : batch.update(ref, data)));
   }
@@ -167,9 +169,8 @@ const GRPC_ALREADY_EXISTS = 6;
 const GRPC_FAILED_PRECONDITION = 9;
 const GRPC_ABORTED = 10;
 
-/** A commit lost to another writer: a guarded document changed, or a created one appeared. Run again. */
+/** What a commit fails with when it lost to another writer: a guarded document changed, or a created one appeared. */
 export function isConflict(error: unknown): boolean {
-  if (error instanceof ReadConflict) return true;
   const code = grpcCodeOf(error);
   return code === GRPC_FAILED_PRECONDITION || code === GRPC_ALREADY_EXISTS || code === GRPC_ABORTED;
 }
@@ -192,23 +193,34 @@ export interface OptimisticStats {
 /** Runs `body` as an optimistic transaction on `db`, again on fresh reads after each conflict. */
 export async function runOptimistic<T>(db: Firestore, body: TransactionBody<T>, options: OptimisticOptions = DEFAULT_OPTIMISTIC, stats?: OptimisticStats): Promise<T> {
   for (let attempt = 1; ; attempt++) {
+    let conflict: unknown;
     try {
       const tx = new OptimisticTransaction(directReader(db), db.batch());
       const value = await body(tx);
-      if (tx.writeCount > 0) {
-        const batch = db.batch();
-        tx.applyTo(batch);
+      if (tx.writeCount === 0) return value;
+      const batch = db.batch();
+      tx.applyTo(batch);
+      try {
         await batch.commit();
-        if (stats) stats.commits++;
+      } catch (error) {
+        // Only the commit's FAILED_PRECONDITION / ALREADY_EXISTS / ABORTED mean a lost race: the same
+        // codes from a read (a query without its index, say) are the body's own failure.
+        if (!isConflict(error)) throw error;
+        conflict = error;
       }
-      return value;
+      if (conflict === undefined) {
+        if (stats) stats.commits++;
+        return value;
+      }
     } catch (error) {
-      // A document this body creates already exists: one run on fresh reads sees it (a duplicate event
-      // answers `duplicate`); a body that still creates it is wrong, and more runs would not change that.
-      const retries = grpcCodeOf(error) === GRPC_ALREADY_EXISTS ? Math.min(2, options.maxAttempts) : options.maxAttempts;
-      if (!isConflict(error) || attempt >= retries) throw error;
-      if (stats) stats.conflicts++;
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * options.backoffMs * attempt));
+      if (!(error instanceof ReadConflict)) throw error;
+      conflict = error;
     }
+    // A document this body creates already exists: one run on fresh reads sees it (a duplicate event
+    // answers `duplicate`); a body that still creates it is wrong, and more runs would not change that.
+    const retries = grpcCodeOf(conflict) === GRPC_ALREADY_EXISTS ? Math.min(2, options.maxAttempts) : options.maxAttempts;
+    if (attempt >= retries) throw conflict;
+    if (stats) stats.conflicts++;
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * options.backoffMs * attempt));
   }
 }

@@ -147,6 +147,8 @@ export async function aggregateShards(db: Firestore, sku: string, options: Aggre
     if (current === undefined) return "not_sharded";
     if (editPending(current)) return "edit_pending";
     if (current.aggregatedAt !== undefined && current.aggregatedAt.valueOf() >= snapshotTime.valueOf()) return "superseded";
+    // Runs that woke together: the one that wrote first took a snapshot that already holds this run's shard write.
+    if (covered(current.aggregatedAt)) return "superseded";
     tx.update(ref, { stock, reserved, stockSynced: stock, aggregatedAt: snapshotTime });
     return "aggregated";
   });

@@ -53,20 +53,6 @@ export function stockRequestFor(order: Order): StockRequest {
   return { quantities, key: order.id, reserved: order.status === "reserved", ...(held ? { held } : {}) };
 }
 
-/**
- * Shard counts are configuration, read without a transaction lock: locking the hot product document
- * in every transaction would bring back the contention sharding removes.
- */
-async function shardCounts(db: Firestore, skus: readonly string[]): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  if (skus.length === 0) return counts;
-  const snapshots = await db.getAll(...skus.map((sku) => db.collection("products").doc(sku)));
-  for (const snapshot of snapshots) {
-    if (snapshot.exists) counts.set(snapshot.id, Math.max(1, toCount(snapshot.get("shards"))));
-  }
-  return counts;
-}
-
 /** The shards an order's units are in: set while reserved and after payment; nothing is held before or after a cancel. */
 export function heldShards(order: { status: string; stockShards?: Record<string, ShardHolding> }): Record<string, ShardHolding> | undefined {
   return ["pending", "out_of_stock", "canceled"].includes(order.status) ? undefined : order.stockShards;
@@ -102,26 +88,27 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
       toRead.push(sku);
     }
   }
-  // A reserved order's other SKUs are on their product documents: no need to look up shard counts.
-  const counts = request.reserved === true ? new Map<string, number>() : await shardCounts(db, toRead);
-  const plain = toRead.filter((sku) => (counts.get(sku) ?? 1) <= 1);
-  if (plain.length > 0) {
-    // Operators edit these documents directly, so every movement re-reads them in the transaction.
-    scope.require(...plain.map(lockKeys.product));
-    const snapshots = await tx.getAll(...plain.map((sku) => productRef(db, sku)));
+  // One read of the product documents says which SKUs are sharded and gives the plain ones' levels.
+  // Operators edit plain products directly, so every movement re-reads them here; the commit is then
+  // guarded by the version read. A sharded product's document is read but never written here.
+  const counts = new Map<string, number>();
+  if (toRead.length > 0) {
+    const snapshots = await tx.getAll(...toRead.map((sku) => productRef(db, sku)));
     for (const snapshot of snapshots) {
       const product = snapshot.data();
-      if (product !== undefined && product.shards > 1) {
-        // Split into shards after the lock-free count was read (configureStockShards): a reservation
-        // cannot be on it (it refuses to split while anything is reserved), so decide again with shards.
-        if (request.reserved === true) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
-        throw new LocksWanted([]);
-      }
       // A product that does not exist gets no level and no target: the decision refuses or skips its line.
       if (product === undefined) continue;
-      plan.targets.set(snapshot.id, [{ ref: snapshot.ref, units: request.quantities.get(snapshot.id) ?? 0 }]);
+      counts.set(product.sku, product.shards);
+      if (product.shards > 1) {
+        // A reservation is never held on the product document of a sharded product (configureStockShards
+        // refuses to split while anything is reserved).
+        if (request.reserved === true) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
+        continue;
+      }
+      plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0 }]);
       plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
     }
+    scope.require(...[...plan.targets.keys()].filter((sku) => toRead.includes(sku)).map(lockKeys.product));
   }
   for (const sku of toRead.filter((s) => (counts.get(s) ?? 1) > 1)) {
     const chosen = await chooseShards(tx, db, scope, sku, counts.get(sku) as number, request);

@@ -65,7 +65,7 @@ export async function applySubscriptionEvent(
       if (decision.uid !== null && decision.entitlement !== null) tx.update(customerRef(db, decision.uid), { entitlement: decision.entitlement, updatedAt: now });
       writeAudit(tx, db, decision.audit);
       queueNotifications(tx, db, drafts, now);
-      writeEventRecord(tx, eventRef, deps, meta, receivedAt, { status: decision.status, result: decision.result, orderId: null }, replay);
+      writeEventRecord(tx, eventRef, deps, meta, receivedAt, { status: decision.status, result: decision.result, orderId: null }, existing.exists);
       // The record's one field the shared writer does not know; same commit, so it is never missing.
       tx.update(eventRef, { subscriptionId: decision.subscriptionId });
       if (letter.exists) tx.update(letterRef, { status: "replayed", resolvedAt: now });

@@ -72,7 +72,8 @@ export async function applyEvent(
               : await findOrderByPaymentIntent(tx, db, ref.paymentIntentId, scope);
       const earlierAttempts = letter.exists ? Number(letter.get("attempts") ?? 0) : 0;
       const record = (status: WebhookEventStatus, result: string, orderId: string | null): ApplyOutcome => {
-        writeEventRecord(tx, eventRef, deps, meta, receivedAt, { status, result, orderId }, replay);
+        // Overwrite only a parked record this replay read; a transient dead letter has none yet.
+        writeEventRecord(tx, eventRef, deps, meta, receivedAt, { status, result, orderId }, existing.exists);
         // A delivery (or replay) that finally applied resolves the dead letter in the same commit.
         if (letter.exists) tx.update(letterRef, { status: "replayed", resolvedAt: deps.now() });
         return { status, result, orderId, attempt: earlierAttempts + 1 };

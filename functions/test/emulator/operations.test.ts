@@ -22,6 +22,7 @@ import {
   uniqueId,
   waitForOrderStatus,
 } from "../helpers/emulator";
+import { replayDeadLetter } from "../../src/webhook/replay";
 import { invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { checkoutSession, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
@@ -78,6 +79,25 @@ describe("operations: failures are visible and recoverable", () => {
     expect(redelivery.body).to.include({ status: "processed", result: "finalized" });
     expect(await productData(sku)).to.deep.equal({ stock: 6, reserved: 0 });
     expect((await db().collection("deadLetters").doc(paid.id).get()).get("status")).to.equal("replayed");
+    expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(1);
+  });
+
+  it("replays a dead letter left by transient failures (no webhookEvents record yet): applied once, letter resolved", async () => {
+    const sku = uniqueId("sku");
+    const orderId = uniqueId("order");
+    await seedProduct(sku, 10);
+    await createOrder({ id: orderId, items: [{ sku, qty: 2 }], amount: 800 });
+    await waitForOrderStatus(orderId, "reserved");
+    const paid = event("payment_intent.succeeded", paymentIntent({ amount: 800, orderId }));
+    expect((await invoke(webhookDeps(unavailableOnce(db())), paid)).status).to.equal(500);
+    expect((await db().collection("webhookEvents").doc(paid.id).get()).exists).to.equal(false);
+
+    const replayed = await replayDeadLetter(webhookDeps(db()), paid.id);
+    expect(replayed).to.include({ status: "processed", result: "finalized", orderId });
+    expect((await db().collection("webhookEvents").doc(paid.id).get()).data()).to.include({ status: "processed", result: "finalized" });
+    expect((await db().collection("deadLetters").doc(paid.id).get()).get("status")).to.equal("replayed");
+    expect(await productData(sku)).to.deep.equal({ stock: 8, reserved: 0 });
+    expect((await replayDeadLetter(webhookDeps(db()), paid.id)).status).to.equal("duplicate");
     expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(1);
   });
 
