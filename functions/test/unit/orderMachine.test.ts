@@ -4,6 +4,7 @@ import type { StockLevel } from "../../src/collections/products";
 import type { Command, CommandKind, EventMeta } from "../../src/domain/commands";
 import { decide, type Decision, type DecideOptions, type StockChange } from "../../src/domain/orderMachine";
 import { decideReservation } from "../../src/domain/reservation";
+import { prng } from "../helpers/prng";
 
 /**
  * Unit tests of the pure order state machine (SPEC sections 3 and 4). No emulator, no clock:
@@ -936,18 +937,6 @@ describe("decide: no money event is stuck (issue 10)", () => {
 // ---------------------------------------------------------------------------------------------
 // 5. Property-style check: random command sequences over several orders sharing stock
 // ---------------------------------------------------------------------------------------------
-
-/** mulberry32: a tiny seeded PRNG, so a failure names the seed that reproduces it. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const POST_PAYMENT: readonly OrderStatus[] = ["finalized", "partially_refunded", "refunded", "disputed", "needs_review"];
 const INITIAL_STOCK: Record<string, number> = { sku_a: 5, sku_b: 3 };

@@ -6,6 +6,7 @@ import type { Command, CommandKind } from "../../src/domain/commands";
 import { decide } from "../../src/domain/orderMachine";
 import { decideReservation } from "../../src/domain/reservation";
 import { withShards } from "../../src/webhook/applyEvent";
+import { prng } from "../helpers/prng";
 
 /**
  * Every patch the decisions produce must be writable by Firestore: a write it refuses answers the
@@ -17,17 +18,6 @@ import { withShards } from "../../src/webhook/applyEvent";
 
 const firestore = new Firestore({ projectId: "demo-writable-patches" });
 const NOW = new Date("2026-03-01T12:00:00.000Z");
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const KINDS: CommandKind[] = ["payment_succeeded", "checkout_awaiting_payment", "payment_failed", "payment_canceled", "refund_updated", "dispute_opened", "dispute_closed"];
 
