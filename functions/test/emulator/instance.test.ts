@@ -3,7 +3,7 @@ import { DEFAULT_GROUP_COMMIT } from "../../src/concurrency/groupCommit";
 import { LocalLocks } from "../../src/concurrency/localLocks";
 import { configureStockShards } from "../../src/inventory/shards";
 import { reserveStockForOrder } from "../../src/reservation";
-import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, uniqueId, waitForOrderStatus } from "../helpers/emulator";
+import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, setBackgroundTriggers, uniqueId, waitForOrderStatus } from "../helpers/emulator";
 import { countingCommits, invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { charge, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
@@ -193,5 +193,75 @@ describe("one instance under concurrent load", () => {
     const levels = await shards(sku);
     expect(total(levels)).to.deep.equal({ stock: 0, reserved: 0 });
     for (const level of levels) expect(level).to.deep.equal({ stock: 0, reserved: 0 });
+  });
+});
+
+/**
+ * Issue 12: two instances (two LocalLocks, so no shared keys, coalescing or group) against one
+ * database, as production runs many. Every delivery is answered 2xx at once (no lock waits, so well
+ * within Stripe's first retry) and the outcomes are exact.
+ */
+describe("two instances against one database", () => {
+  const twoInstances = () => [webhookDeps(db()), webhookDeps(db())];
+
+  it("applies the twin events of 10 payments, each twin at another instance, one finalization each", async () => {
+    const sku = uniqueId("sku");
+    await seedProduct(sku, 20);
+    const payments = Array.from({ length: 10 }, () => ({ orderId: uniqueId("order"), piId: stripeId("pi") }));
+    await Promise.all(payments.map((p) => createOrder({ id: p.orderId, items: [{ sku, qty: 1 }], amount: 700, paymentIntentId: p.piId })));
+    await Promise.all(payments.map((p) => waitForOrderStatus(p.orderId, "reserved")));
+    const [a, b] = twoInstances();
+
+    const answers = await Promise.all(
+      payments.flatMap((p) => [
+        invoke(a, event("payment_intent.succeeded", paymentIntent({ id: p.piId, amount: 700, orderId: p.orderId }))),
+        invoke(b, event("charge.succeeded", charge({ amount: 700, paymentIntentId: p.piId }))),
+      ]),
+    );
+
+    expect(answers.map((x) => x.status)).to.deep.equal(Array(20).fill(200));
+    expect(answers.filter((x) => x.body.result === "finalized")).to.have.length(10);
+    expect(await statusesOf(payments.map((p) => p.orderId))).to.deep.equal({ finalized: 10 });
+    expect(await productData(sku)).to.include({ stock: 10, reserved: 0 });
+    for (const p of payments) expect(await countWhere("notifications", "orderId", p.orderId)).to.equal(1);
+  });
+
+  it("answers copies of one event split over two instances with one effect and the rest duplicates", async () => {
+    const { sku, orderId } = await reservedOrder(10, 3, 900);
+    const paid = event("payment_intent.succeeded", paymentIntent({ amount: 900, orderId }));
+    const [a, b] = twoInstances();
+
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => invoke(i % 2 === 0 ? a : b, paid)));
+
+    expect(answers.map((x) => x.status)).to.deep.equal(Array(20).fill(200));
+    expect(answers.filter((x) => x.body.status === "processed")).to.have.length(1);
+    expect(answers.filter((x) => x.body.status === "duplicate")).to.have.length(19);
+    expect(await productData(sku)).to.include({ stock: 7, reserved: 0 });
+    expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(1);
+  });
+
+  it("reserves and pays a sharded product from two instances at once without overselling", async () => {
+    const sku = uniqueId("flash");
+    await seedProduct(sku, 12);
+    await configureStockShards(db(), sku, 3);
+    // The deployed reservation trigger is paused: the two instances here are the only ones reserving.
+    await setBackgroundTriggers(false);
+    try {
+      const orders = Array.from({ length: 18 }, () => ({ id: uniqueId("order"), piId: stripeId("pi") }));
+      await Promise.all(orders.map((o) => createOrder({ id: o.id, items: [{ sku, qty: 1 }], amount: 500 })));
+      const instances = [new LocalLocks(), new LocalLocks()].map((locks) => ({ db: db(), now: () => new Date(), locks }));
+      const reserved = await Promise.all(orders.map((o, i) => reserveStockForOrder(instances[i % 2], o.id)));
+      expect(reserved.filter((r) => r === "reserved")).to.have.length(12);
+      expect(reserved.filter((r) => r === "out_of_stock")).to.have.length(6);
+      const [a, b] = twoInstances();
+      const answers = await Promise.all(orders.map((o, i) => invoke(i % 2 === 0 ? a : b, event("payment_intent.succeeded", paymentIntent({ id: o.piId, amount: 500, orderId: o.id })))));
+      expect(answers.map((x) => x.status)).to.deep.equal(Array(18).fill(200));
+      expect(await statusesOf(orders.map((o) => o.id))).to.deep.equal({ finalized: 12, needs_review: 6 });
+      const levels = await shards(sku);
+      expect(total(levels)).to.deep.equal({ stock: 0, reserved: 0 });
+      for (const level of levels) expect(level.stock).to.be.at.least(0);
+    } finally {
+      await setBackgroundTriggers(true);
+    }
   });
 });
