@@ -564,19 +564,26 @@ async function scenarioBaseline() {
   record(name, { load, stats, invariants, budgetMs });
 }
 
-async function scenarioSpread() {
-  const name = "spread";
-  log(`\n== ${name} K=${K}: ${N} reserved orders over ${PRODUCTS_SPREAD} products, ${N} payment_intent.succeeded, concurrency 50 ==`);
+/** N reserved orders over the spread products and one payment event each: what spread and crash pay. Null when skipped. */
+async function prepareSpread(name) {
   await clearDatabase();
   const tag = scenarioTag(name, K);
   const { skus, initialStock } = catalog(tag, N);
   const orders = makeOrders(N, (i) => skus[i % skus.length], tag);
   await seed({ label: name, products: initialStock, orders });
   const setup = await reserveSetup(name, orders);
-  if (setup === null) return skippedRow(name, N, 50);
+  if (setup === null) return null;
   const budgetMs = phaseBudget(name);
-  if (budgetMs === null) return skippedRow(name, N, 50);
-  const events = orders.map((o) => paymentEvent(o, tag));
+  if (budgetMs === null) return null;
+  return { tag, initialStock, orders, setup, budgetMs, events: orders.map((o) => paymentEvent(o, tag)) };
+}
+
+async function scenarioSpread() {
+  const name = "spread";
+  log(`\n== ${name} K=${K}: ${N} reserved orders over ${PRODUCTS_SPREAD} products, ${N} payment_intent.succeeded, concurrency 50 ==`);
+  const prepared = await prepareSpread(name);
+  if (prepared === null) return skippedRow(name, N, 50);
+  const { tag, initialStock, orders, setup, budgetMs, events } = prepared;
   const { load, stats } = await deliverAll({ label: name, fn: "stripeWebhook", bodies: events.map((e) => JSON.stringify(e)), concurrency: 50, budgetMs });
   const payments = new Map(orders.map((o, i) => [o.orderId, [events[i].id]]));
   const invariants = await checkInvariants(db, { tag, initialStock, reservations: setup.outcomes, payments, events: eventOutcomes(events.map((e) => e.id), load.results) });
@@ -676,16 +683,9 @@ async function scenarioTwins() {
 async function scenarioCrash() {
   const name = "crash";
   log(`\n== ${name} K=${K}: spread (${N} payments, concurrency 50); one server killed with SIGKILL half way, then redelivery to the survivors ==`);
-  await clearDatabase();
-  const tag = scenarioTag(name, K);
-  const { skus, initialStock } = catalog(tag, N);
-  const orders = makeOrders(N, (i) => skus[i % skus.length], tag);
-  await seed({ label: name, products: initialStock, orders });
-  const setup = await reserveSetup(name, orders);
-  if (setup === null) return skippedRow(name, N, 50);
-  const budgetMs = phaseBudget(name);
-  if (budgetMs === null) return skippedRow(name, N, 50);
-  const events = orders.map((o) => paymentEvent(o, tag));
+  const prepared = await prepareSpread(name);
+  if (prepared === null) return skippedRow(name, N, 50);
+  const { tag, initialStock, orders, setup, budgetMs, events } = prepared;
   const bodies = events.map((e) => JSON.stringify(e));
   const victim = cluster.servers[K - 1];
   const half = Math.floor(N / 2);

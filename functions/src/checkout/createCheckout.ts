@@ -4,7 +4,7 @@ import type Stripe from "stripe";
 import { auditLog, type AuditEntry } from "../collections/auditLog";
 import { ORDERS, orderRef, quantitiesBySku, type Order, type OrderLine } from "../collections/orders";
 import { productFromData, productRef, type Product } from "../collections/products";
-import { CheckoutError, toHttpsError, type ErrorLog } from "./errors";
+import { CheckoutError, signedInCallable, type ErrorLog } from "./errors";
 import { checkoutOrderId, stripeKeys } from "./ids";
 import { parseCheckoutInput, type CheckoutInput } from "./input";
 import { priceOrder } from "./pricing";
@@ -50,12 +50,7 @@ export type CheckoutAnswer =
 
 /** The callable: Firebase Auth required; every error leaves through the one mapping in errors.ts. */
 export async function createCheckoutCallable(deps: CheckoutDeps, request: Pick<CallableRequest<unknown>, "auth" | "data">): Promise<CheckoutAnswer> {
-  try {
-    if (!request.auth?.uid) throw new CheckoutError("not_signed_in", "Sign in first: checkout needs a Firebase Auth user.");
-    return await createCheckout(deps, request.auth.uid, request.data);
-  } catch (error) {
-    throw toHttpsError(error, deps.log);
-  }
+  return signedInCallable(request, deps.log, "checkout", (uid) => createCheckout(deps, uid, request.data));
 }
 
 export async function createCheckout(deps: CheckoutDeps, uid: string, data: unknown): Promise<CheckoutAnswer> {

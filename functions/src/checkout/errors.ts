@@ -82,3 +82,17 @@ export function toHttpsError(error: unknown, log: ErrorLog): HttpsError {
   });
   return new HttpsError("internal", "Checkout failed unexpectedly.", { reason: "internal" });
 }
+
+/**
+ * A callable that needs a signed-in user: `run` gets the uid; every error leaves through `toHttpsError`.
+ * `what` completes "Sign in first: … needs a Firebase Auth user."
+ */
+export async function signedInCallable<T>(request: { auth?: { uid?: string } | null }, log: ErrorLog, what: string, run: (uid: string) => Promise<T>): Promise<T> {
+  try {
+    const uid = request.auth?.uid;
+    if (!uid) throw new CheckoutError("not_signed_in", `Sign in first: ${what} needs a Firebase Auth user.`);
+    return await run(uid);
+  } catch (error) {
+    throw toHttpsError(error, log);
+  }
+}

@@ -6,8 +6,7 @@ import { planRef, type Plan } from "../collections/plans";
 import { isSubscriptionStatus, subscriptionRef, subscriptionsOf, type Subscription } from "../collections/subscriptions";
 import { webhookEventRef } from "../collections/webhookEvents";
 import type { EventMeta } from "../domain/commands";
-import { GRPC_ALREADY_EXISTS, grpcCodeOf, TransientError } from "../errors";
-import { PARKED_RESULT, queueNotifications, writeAudit, writeEventRecord, type ApplyOutcome, type PipelineDeps } from "../webhook/applyEvent";
+import { lostToDuplicate, PARKED_RESULT, queueNotifications, writeAudit, writeEventRecord, type ApplyOutcome, type PipelineDeps } from "../webhook/applyEvent";
 import type { SubscriptionCommand } from "./commands";
 import { DEFAULT_SUBSCRIPTION_OPTIONS, decideSubscription, NO_ENTITLEMENT, type CustomerState, type Entitlement, type Owner, type SubscriptionOptions } from "./machine";
 
@@ -73,12 +72,8 @@ export async function applySubscriptionEvent(
       return { status: decision.status, result: decision.result, orderId: null, attempt: earlierAttempts + 1, subscriptionId: decision.subscriptionId };
     });
   } catch (error) {
-    if (grpcCodeOf(error) === GRPC_ALREADY_EXISTS) {
-      // Lost the race to another delivery of the same event; anything else already existing is a bug.
-      if ((await eventRef.get()).exists) return DUPLICATE;
-      throw new TransientError(`A deterministic document already existed while applying ${meta.id}`, { cause: error });
-    }
-    throw error;
+    await lostToDuplicate(error, eventRef, meta.id);
+    return DUPLICATE;
   }
 }
 

@@ -7,7 +7,7 @@ import { CUSTOMER_UID_METADATA_KEY, customerRef } from "../collections/customers
 import { isPriceId, planRef } from "../collections/plans";
 import { subscriptionCheckoutRef, type SubscriptionCheckout } from "../collections/subscriptionCheckouts";
 import type { CheckoutDeps } from "../checkout/createCheckout";
-import { CheckoutError, invalidInput, toHttpsError } from "../checkout/errors";
+import { CheckoutError, invalidInput, signedInCallable } from "../checkout/errors";
 import { parseIdempotencyKey, parseReturnUrl } from "../checkout/input";
 import { takeCheckoutSlot } from "../checkout/rateLimit";
 import { ensureStripeCustomer } from "../checkout/stripeCustomer";
@@ -64,12 +64,7 @@ export function subscriptionCheckoutId(uid: string, idempotencyKey: string): str
 }
 
 export async function createSubscriptionCheckoutCallable(deps: SubscriptionCallableDeps, request: Request): Promise<SubscriptionCheckoutAnswer> {
-  try {
-    if (!request.auth?.uid) throw new CheckoutError("not_signed_in", "Sign in first: a subscription needs a Firebase Auth user.");
-    return await createSubscriptionCheckout(deps, request.auth.uid, request.data);
-  } catch (error) {
-    throw toHttpsError(error, deps.log);
-  }
+  return signedInCallable(request, deps.log, "a subscription", (uid) => createSubscriptionCheckout(deps, uid, request.data));
 }
 
 /**
@@ -171,12 +166,7 @@ function answer(record: SubscriptionCheckout, session: Stripe.Checkout.Session):
 }
 
 export async function createBillingPortalSessionCallable(deps: SubscriptionCallableDeps, request: Request): Promise<{ url: string }> {
-  try {
-    if (!request.auth?.uid) throw new CheckoutError("not_signed_in", "Sign in first: the billing portal is for a signed-in user.");
-    return await createBillingPortalSession(deps, request.auth.uid, request.data);
-  } catch (error) {
-    throw toHttpsError(error, deps.log);
-  }
+  return signedInCallable(request, deps.log, "the billing portal", (uid) => createBillingPortalSession(deps, uid, request.data));
 }
 
 export async function createBillingPortalSession(deps: SubscriptionCallableDeps, uid: string, data: unknown): Promise<{ url: string }> {

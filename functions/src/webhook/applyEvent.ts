@@ -95,15 +95,21 @@ export async function applyEvent(
       return record(decision.status, decision.result, order.id);
     });
   } catch (error) {
-    if (grpcCodeOf(error) === GRPC_ALREADY_EXISTS) {
-      // Lost the race to another delivery of the same event; anything else already existing is a bug.
-      if ((await eventRef.get()).exists) return DUPLICATE;
-      throw new TransientError(`A deterministic document already existed while applying ${meta.id}`, { cause: error });
-    }
-    throw error;
+    await lostToDuplicate(error, eventRef, meta.id);
+    return DUPLICATE;
   } finally {
     scope.releaseAll();
   }
+}
+
+/**
+ * After a failed commit: returns when another delivery of the same event recorded it first (the caller
+ * answers `duplicate`); rethrows anything else. Any other deterministic document already existing is a bug.
+ */
+export async function lostToDuplicate(error: unknown, eventRef: DocumentReference, eventId: string): Promise<void> {
+  if (grpcCodeOf(error) !== GRPC_ALREADY_EXISTS) throw error;
+  if ((await eventRef.get()).exists) return;
+  throw new TransientError(`A deterministic document already existed while applying ${eventId}`, { cause: error });
 }
 
 export function writeEventRecord(
