@@ -36,7 +36,7 @@ function libExists(relative) {
  * "Transaction lock timeout" among them.
  */
 export function instrumentTransactions(db) {
-  const c = { runs: 0, attempts: 0, committed: 0, failed: 0, lock_timeouts: 0, body_errors: {}, commit_errors: {}, final_errors: {} };
+  const c = { runs: 0, attempts: 0, committed: 0, failed: 0, lock_timeouts: 0, read_calls: 0, read_documents: 0, body_errors: {}, commit_errors: {}, final_errors: {} };
   const note = (map, error) => {
     const k = errorClass(error);
     map[k] = (map[k] ?? 0) + 1;
@@ -106,6 +106,13 @@ export function instrumentTransactions(db) {
     };
     return batch;
   };
+  // Lock-free reads (the optimistic transactions' and the group's read rounds): round trips and documents.
+  const originalGetAll = db.getAll.bind(db);
+  db.getAll = (...refs) => {
+    c.read_calls++;
+    c.read_documents += refs.filter((r) => typeof r?.path === "string").length;
+    return originalGetAll(...refs);
+  };
   return { snapshot: () => structuredClone(c) };
 }
 
@@ -140,7 +147,8 @@ export function buildInstance(appName) {
       const k = typeof failure?.code === "number" ? errorClass({ code: failure.code }) : String(failure?.code ?? "unknown");
       groupFailures[k] = (groupFailures[k] ?? 0) + 1;
     };
-    real = new localLocks.LocalLocks({ ...defaults, onGroupFailure, ...(knobs.group_commit === "off" ? { enabled: false } : {}) }, { localKeys: knobs.local_locks !== "off" });
+    const slots = process.env.BENCH_GC_MAX_IN_FLIGHT ? { maxInFlight: Number(process.env.BENCH_GC_MAX_IN_FLIGHT) } : {};
+    real = new localLocks.LocalLocks({ ...defaults, ...slots, onGroupFailure, ...(knobs.group_commit === "off" ? { enabled: false } : {}) }, { localKeys: knobs.local_locks !== "off" });
   } else {
     // No group commit in this build: "off" is what runs anyway.
     real = new localLocks.LocalLocks(undefined, { localKeys: knobs.local_locks !== "off" });

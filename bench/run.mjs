@@ -93,7 +93,7 @@ const TOTAL_BUDGET_MS = num("BENCH_TOTAL_BUDGET_S", 60 + 200 * INSTANCES.length,
 const CRASH_RETRIES = num("BENCH_CRASH_RETRIES", 6, 1, 20);
 const CRASH_BACKOFF_MS = num("BENCH_CRASH_BACKOFF_MS", 500, 0, 60_000);
 const KNOBS = knobsFromEnv();
-const PRODUCTS_SPREAD = 50;
+const PRODUCTS_SPREAD = num("BENCH_SPREAD_PRODUCTS", 50, 1, 5000);
 /** Stock shards of the hot product (the design under test); 1 measures the unsharded product document. */
 const HOT_SHARDS = num("BENCH_HOT_SHARDS", 50, 1, 500);
 /** The hot product's stock as a share of its orders: below 1, the sale sells out and some buyers are refused. */
@@ -292,6 +292,7 @@ async function deliverAll({ label, fn, bodies, concurrency, budgetMs, onDispatch
       server.inflightOps.delete(i);
       const ok = res.status >= 200 && res.status < 300;
       const code = res.status === 0 ? (res.timeout ? "client_timeout" : "network_error") : res.status;
+      if (code === "network_error") log(`  [${label}] network error on server ${cluster.servers.indexOf(server) + 1}: ${res.error}`);
       return { ok, code, bodyStatus: res.body?.status ?? null, result: res.body?.result ?? res.body?.error?.code ?? null };
     },
   });
@@ -383,7 +384,7 @@ function answerClasses(results) {
 async function warmUp() {
   const started = performance.now();
   const tag = scenarioTag("warm", K);
-  const count = Math.min(20, N) * K;
+  const count = N; // the baseline too is warmed at the size it is measured at
   const ignored = Array.from({ length: count }, () => JSON.stringify(stripeEvent("customer.created", { id: randomId("cus", tag), object: "customer" }, randomId("evt", tag))));
   const pay = Array.from({ length: count }, () => JSON.stringify(stripeEvent("payment_intent.succeeded", paymentIntent({ id: randomId("pi", tag), amount: AMOUNT, orderId: randomId("ord", tag) }), randomId("evt", tag))));
   const quiet = () => {};
@@ -406,17 +407,22 @@ async function warmUp() {
     await serversQuiet(fn, 30_000);
     await cluster.stats("servers", fn, { reset: true });
   }
-  // One product per order: the workers warm up without contending with each other.
-  const orders = makeOrders(Math.min(10, N) * K, (i) => `sku_${tag}_${i}`, tag);
+  // The paths the scenarios measure, at their size, in every process: N reservations over the spread
+  // products on the K workers, then each order paid by its two twin events over the K servers. A first
+  // spread-shaped phase at K = 3 measured 60-126 ok/s where the same phase run again measured 179
+  // (emulator CPU per payment 6-15 ms, then 3.4): the JVM and V8 compile what runs often, and a warm-up
+  // of a few dozen payments did not get there.
+  const { skus } = catalog(tag, N);
+  const orders = makeOrders(N, (i) => skus[i % skus.length], tag);
   await writeInBatches([
-    ...orders.map((o) => [db.collection("products").doc(o.sku), { name: "warm-up", stock: 10, reserved: 0 }]),
+    ...skus.map((sku) => [db.collection("products").doc(sku), { name: "warm-up", stock: 4 * N, reserved: 0 }]),
     ...orders.map((o) => [db.collection("orders").doc(o.orderId), newOrder(o.orderId, o.sku, o.piId)]),
   ]);
   await runLoad({
     label: "warm-up reserve",
     total: orders.length,
-    concurrency: K,
-    budgetMs: 30_000,
+    concurrency: 50,
+    budgetMs: 60_000,
     opTimeoutMs: OP_TIMEOUT_MS,
     log: quiet,
     op: async (i) => {
@@ -425,6 +431,15 @@ async function warmUp() {
     },
   });
   await cluster.stats("workers", null, { reset: true });
+  const payments = orders.flatMap((o) => {
+    const chargeId = randomId("ch", tag);
+    return [
+      stripeEvent("payment_intent.succeeded", paymentIntent({ id: o.piId, amount: AMOUNT, currency: CURRENCY, orderId: o.orderId, latestCharge: chargeId }), randomId("evt", tag)),
+      stripeEvent("charge.succeeded", charge({ id: chargeId, paymentIntentId: o.piId, amount: AMOUNT, currency: CURRENCY, orderId: o.orderId }), randomId("evt", tag)),
+    ];
+  });
+  await deliverAll({ label: "warm-up pay", fn: "stripeWebhook", bodies: payments.map((e) => JSON.stringify(e)), concurrency: 50, budgetMs: 60_000 });
+  await cluster.stats("servers", "stripeWebhook", { reset: true });
   await clearDatabase();
   log(`warm-up done in ${((performance.now() - started) / 1000).toFixed(1)} s (not measured)`);
 }
@@ -466,6 +481,8 @@ function transactionSummary(totals, ops) {
     already_exists: both("ALREADY_EXISTS"),
     lock_timeouts: a.lock_timeouts,
     local_lock_rounds: a.body_errors?.LocksWanted ?? 0,
+    read_calls_per_op: perOp(a.read_calls ?? null, ops),
+    read_documents_per_op: perOp(a.read_documents ?? null, ops),
     body_errors: a.body_errors,
     commit_errors: a.commit_errors,
     final_errors: a.final_errors,
@@ -484,6 +501,8 @@ function groupCommitSummary(totals, ops) {
     shared_failures_by_code: totals.group_failures ?? null,
     left_out_overlapping: g.overlaps ?? null,
     alone: g.alone,
+    requeued: g.requeued ?? null,
+    pruned_after_conflict: g.pruned ?? null,
     read_rounds: g.rounds ?? null,
   };
 }
@@ -538,10 +557,10 @@ function record(name, { load, stats, invariants, extra = {}, budgetMs, latencies
     log(
       `  [${name} K=${K}] Firestore transactions: ${transactions.per_op}/op (${transactions.runs} begun, ${transactions.retried_attempts} retried attempts, ` +
         `${transactions.aborted} ABORTED, ${transactions.failed_precondition} FAILED_PRECONDITION, ${transactions.lock_timeouts} lock timeouts, ` +
-        `${transactions.local_lock_rounds} local-lock rounds; runs rejected ${JSON.stringify(transactions.final_errors)}); emulator log: ${row.emulator_lock_timeouts ?? "n/a"} lock timeouts`,
+        `${transactions.local_lock_rounds} local-lock rounds; runs rejected ${JSON.stringify(transactions.final_errors)}); lock-free reads ${transactions.read_calls_per_op}/op of ${transactions.read_documents_per_op} documents/op; emulator log: ${row.emulator_lock_timeouts ?? "n/a"} lock timeouts`,
     );
   }
-  if (groupCommit) log(`  [${name} K=${K}] group commit: ${groupCommit.shared} shared by ${groupCommit.shared_members} members (${groupCommit.shared_failed} failed), ${groupCommit.alone} alone`);
+  if (groupCommit) log(`  [${name} K=${K}] group commit: ${groupCommit.shared} shared by ${groupCommit.shared_members} members (${groupCommit.shared_failed} failed), ${groupCommit.alone} alone, ${groupCommit.requeued ?? 0} requeued into the next group`);
   if (row.cpu_ms_per_op) log(`  [${name} K=${K}] CPU ms per operation: emulator ${row.cpu_ms_per_op.emulator ?? "n/a"}, ${row.cpu_ms_per_op.processes} ${row.cpu_ms_per_op.handler ?? "n/a"}, bench client ${row.cpu_ms_per_op.bench}`);
   for (const c of failed) log(`  [${name} K=${K}] INVARIANT FAILED: ${c.name}: ${c.detail}`);
   return row;
@@ -816,7 +835,8 @@ async function runBlock(k, blocksLeft) {
     log(emulatorPid === null ? "CPU accounting: emulator process not found (figures n/a)" : `CPU accounting: emulator pid ${emulatorPid}, servers ${cluster.servers.map((s) => s.pid).join(",")}, workers ${cluster.workers.map((w) => w.pid).join(",")}`);
     await warmUp();
     const scenarios = { baseline: scenarioBaseline, spread: scenarioSpread, duplicates: scenarioDuplicates, hot_sku: scenarioHotSku, twins: scenarioTwins, crash: scenarioCrash };
-    for (const [name, run] of Object.entries(scenarios)) {
+    const seq = process.env.BENCH_SEQUENCE ? process.env.BENCH_SEQUENCE.split(",").map((n) => [n, scenarios[n]]) : Object.entries(scenarios);
+    for (const [name, run] of seq) {
       if (!SCENARIOS.includes(name)) continue;
       if (name === "crash" && K < 2) {
         log(`\n== crash K=${K}: skipped (needs at least 2 instances: one is killed) ==`);

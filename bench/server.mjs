@@ -105,6 +105,11 @@ framework.http("baseline", instrumented("baseline", baseline));
 function listen(name) {
   const server = getTestServer(name);
   server.setTimeout(0); // as the framework's main does
+  // Behind a load balancer the backend keeps idle connections open longer than the balancer does
+  // (Node's default is 5 s): otherwise a connection the client reuses can be closed under it, a
+  // reset that is the harness's, not the handler's.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, LOOPBACK, () => resolve({ server, port: server.address().port }));

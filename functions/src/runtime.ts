@@ -66,7 +66,7 @@ function build(): Runtime {
   // One per instance, shared by the webhook and the triggers it runs beside.
   const locks = new LocalLocks({
     ...DEFAULT_GROUP_COMMIT,
-    onGroupFailure: (failure) => logger.warn("shared commit failed; its members ran alone", { ...failure }),
+    onGroupFailure: (failure) => logger.warn("shared commit failed; its members ran again", { ...failure }),
   });
   const webhookDeps: WebhookDeps = {
     db,

@@ -6,7 +6,6 @@ import {
   ReadConflict,
   runOptimistic,
   sameVersion,
-  type Guard,
   type OptimisticOptions,
   type OptimisticStats,
   type Reader,
@@ -15,7 +14,7 @@ import {
 
 export type { TransactionBody, TransactionLike } from "./optimistic";
 
-/** Why a shared commit failed (its members then ran alone): for the instance's log. */
+/** Why a shared commit failed (its members then ran again): for the instance's log. */
 export interface GroupFailure {
   members: number;
   code: string | number | null;
@@ -27,7 +26,11 @@ export interface GroupCommitOptions {
   enabled: boolean;
   /** Most transactions one commit carries (a commit holds at most 500 writes; ours write about 6 each). */
   maxMembers: number;
-  /** Shared commits running at once; further arrivals gather into the next group meanwhile. */
+  /**
+   * Shared commits running at once; further arrivals gather into the next group meanwhile. One: a
+   * second slot let thin streams (an instance's third of the traffic at K = 3) run mostly alone, and
+   * measured no better at K = 1 (docs/performance.md).
+   */
   maxInFlight: number;
   /** A round of reads goes out after this long even if a member is still busy elsewhere. */
   readRoundMs: number;
@@ -35,7 +38,7 @@ export interface GroupCommitOptions {
   onGroupFailure?: (failure: GroupFailure) => void;
 }
 
-export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = { enabled: true, maxMembers: 24, maxInFlight: 2, readRoundMs: 25, optimistic: DEFAULT_OPTIMISTIC };
+export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = { enabled: true, maxMembers: 24, maxInFlight: 1, readRoundMs: 25, optimistic: DEFAULT_OPTIMISTIC };
 
 /** Writes one commit may carry, with room under Firestore's 500 (a transform can count as one more). */
 const MAX_WRITES = 400;
@@ -52,10 +55,13 @@ const MAX_WRITES = 400;
  * - its writes commit together or not at all, each guarded by the version of what it read;
  * - a member that throws writes nothing, and a write Firestore would refuse throws in its own body;
  * - members whose documents overlap never commit together: a member that writes a document an earlier
- *   accepted member read or wrote, or reads one it wrote, is left out and runs alone after the commit;
+ *   accepted member read or wrote, or reads one it wrote, is left out and runs again after the commit;
  * - when the shared commit loses a race with another instance (a guard no longer holds), one lock-free
- *   read of every member's guards finds the members it was about: they run alone, and the others commit
- *   together once more. Any other failure, or a second conflict, runs every member alone.
+ *   read of what the members read finds the members it was about: they decide again at once on that
+ *   read, and all commit together once more. Any other failure, or a second conflict, runs every member
+ *   again.
+ * A member that runs again joins the next group, with fresh reads; one that misses that group too runs
+ * alone (`runOptimistic`, with its own retries).
  */
 export class GroupCommit {
   private readonly waiting: Member[][] = [];
@@ -63,10 +69,11 @@ export class GroupCommit {
   /**
    * Counters for tests and diagnostics: shared commits (`groups`, of `members` members, `failedGroups` of
    * them failed), members left out of a commit for overlapping (`overlaps`), members run `alone` (a lone
-   * arrival, or a member left out), read `rounds`, conflicts and what they cost: `pruned` members sent
-   * alone after a conflict; and the optimistic runs of members alone (`commits`, `conflicts`).
+   * arrival, or a member that missed two shared attempts), members `requeued` into the next group after
+   * missing one, read `rounds`, conflicts and what they cost: `pruned` members that decided again after
+   * a conflict; and the optimistic runs of members alone (`commits`, `conflicts`).
    */
-  readonly stats = { groups: 0, members: 0, failedGroups: 0, overlaps: 0, alone: 0, rounds: 0, timedRounds: 0, pruned: 0, retriedGroups: 0, commits: 0, conflicts: 0 };
+  readonly stats = { groups: 0, members: 0, failedGroups: 0, overlaps: 0, alone: 0, requeued: 0, rounds: 0, timedRounds: 0, pruned: 0, retriedGroups: 0, commits: 0, conflicts: 0 };
 
   constructor(
     private readonly db: Firestore,
@@ -103,44 +110,65 @@ export class GroupCommit {
   }
 
   private async drive(members: Member[]): Promise<void> {
-    // Should execute() ever fail unexpectedly, nothing was delivered yet: every member runs alone.
-    let alone = members;
+    // Should execute() ever fail unexpectedly, nothing was delivered yet: every member runs again.
+    let again = members;
     try {
-      alone = await this.execute(members);
+      if (members.length === 1) {
+        // A lone arrival keeps its slot for one attempt, so the arrivals behind it gather into one group.
+        // Freeing the slot at once let every arrival of a thin stream run alone, which is what a third
+        // of the traffic per instance (K = 3) looked like: twice the round trips per payment. If that
+        // attempt loses a race, it runs again like a member whose group could not commit it.
+        again = (await this.once(members[0])) ? [] : members;
+      } else {
+        again = await this.execute(members);
+      }
     } finally {
-      // The slot is free before the members left over run alone: their retries hold up no one.
       this.inFlight--;
+      // A member the shared attempt could not commit (it lost a race, overlapped, or its group failed)
+      // joins the next group once; if that one cannot commit it either, it runs alone, outside any slot,
+      // so a member that keeps losing holds up no group.
+      const requeued = again.filter((m) => !m.requeued);
+      for (const member of requeued) member.requeued = true;
+      this.requeue(requeued);
       this.startNext();
-      for (const member of alone) void this.alone(member);
+      for (const member of again.filter((m) => !requeued.includes(m))) void this.alone(member);
     }
   }
 
-  /** Runs one group; never rejects. Returns the members that must run alone. */
+  /** Puts members at the head of the queue, merged into the next group when it has room. */
+  private requeue(members: Member[]): void {
+    if (members.length === 0) return;
+    this.stats.requeued += members.length;
+    const next = this.waiting[0];
+    if (next !== undefined && next.length + members.length <= this.options.maxMembers) next.unshift(...members);
+    else this.waiting.unshift(members);
+  }
+
+  /** Runs one group; never rejects. Returns the members that must run again. */
   private async execute(members: Member[]): Promise<Member[]> {
-    if (members.length === 1) return members;
     this.stats.groups++;
     this.stats.members += members.length;
-    let attempt: { accepted: Accepted[]; leftOut: Member[] };
+    let attempt: Selection;
     try {
-      attempt = await this.runBodies(members);
+      attempt = this.select(members, await this.runBodies(members));
     } catch (error) {
       this.fail(members.length, error);
       return members;
     }
+    const again = await this.commitAccepted(members.length, attempt);
     // Members whose body threw wrote nothing: they get their error once the group is done, as alone.
-    const threw = members.filter((m) => m.outcome?.ok === false && !attempt.leftOut.includes(m));
-    const alone = await this.commitAccepted(members.length, attempt.accepted, attempt.leftOut);
-    for (const member of threw) if (member.outcome !== undefined) settle(member, member.outcome);
-    return alone;
+    for (const member of attempt.threw) if (member.outcome !== undefined) settle(member, member.outcome);
+    return again;
   }
 
   /**
    * Commits the accepted members' writes in one batch. On a conflict with another instance, one
-   * lock-free read of every guard finds whose decision went stale: those run alone, the others commit
-   * together once more. Returns the members that must run alone.
+   * lock-free read of everything the members read finds whose decision went stale; those decide again at
+   * once on that read, and everyone commits together once more. Returns the members that must run again.
    */
-  private async commitAccepted(size: number, first: Accepted[], leftOut: Member[]): Promise<Member[]> {
-    let accepted = first;
+  private async commitAccepted(size: number, attempt: Selection): Promise<Member[]> {
+    let accepted = attempt.accepted;
+    const leftOut = attempt.leftOut;
     for (let commit = 1; accepted.length > 0; commit++) {
       try {
         await this.commit(accepted);
@@ -150,29 +178,60 @@ export class GroupCommit {
           this.fail(size, error);
           return [...accepted.map((a) => a.member), ...leftOut];
         }
-        let stale: Accepted[];
+        let redecided: (Selection & { stale: number }) | null;
         try {
-          stale = await this.staleMembers(accepted);
+          redecided = await this.decideStaleAgain(accepted);
         } catch (readError) {
           this.fail(size, readError);
           return [...accepted.map((a) => a.member), ...leftOut];
         }
         this.stats.retriedGroups++;
-        this.stats.pruned += stale.length;
-        // No guard moved (a conflict this read cannot see): nobody can be told apart, all run alone.
-        if (stale.length === 0) return [...accepted.map((a) => a.member), ...leftOut];
-        leftOut.push(...stale.map((a) => a.member));
-        accepted = accepted.filter((a) => !stale.includes(a));
+        // No guard moved (a conflict this read cannot see): nobody can be told apart, all run again.
+        if (redecided === null) {
+          this.fail(size, error);
+          return [...accepted.map((a) => a.member), ...leftOut];
+        }
+        this.stats.pruned += redecided.stale;
+        leftOut.push(...redecided.leftOut);
+        attempt.threw.push(...redecided.threw);
+        accepted = redecided.accepted;
       }
     }
     for (const { member } of accepted) if (member.outcome !== undefined) settle(member, member.outcome);
     return leftOut;
   }
 
-  /** Runs every body on the shared read rounds; returns the members whose writes can commit together. */
-  private async runBodies(members: Member[]): Promise<{ accepted: Accepted[]; leftOut: Member[] }> {
+  /**
+   * After a lost race: one lock-free read of every document the members read or create says whose
+   * decision went stale (a guard moved, a created document appeared). Those members' bodies run again at
+   * once, served that read, so they pay no further round trip unless they now read something else; the
+   * others' decisions stand. Null when no guard moved.
+   */
+  private async decideStaleAgain(accepted: readonly Accepted[]): Promise<(Selection & { stale: number }) | null> {
+    const refs = new Map<string, DocumentReference>();
+    for (const { view } of accepted) for (const ref of [...view.readRefs(), ...view.createdRefs()]) if (!refs.has(ref.path)) refs.set(ref.path, ref);
+    const snapshots = refs.size === 0 ? [] : await this.db.getAll(...refs.values());
+    const now = new Map(snapshots.map((snapshot) => [snapshot.ref.path, snapshot]));
+    const version = (path: string) => now.get(path)?.updateTime ?? null;
+    const stale = accepted.filter(
+      ({ view }) => view.guards().some((g) => !sameVersion(g.updateTime, version(g.ref.path))) || view.createdRefs().some((ref) => version(ref.path) !== null),
+    );
+    if (stale.length === 0) return null;
+    const kept = accepted.filter((a) => !stale.includes(a));
+    const members = stale.map((a) => a.member);
+    const views = await this.runBodies(members, now);
+    // A rerun that still creates what this read found would fail the commit again: it runs again later,
+    // and is not weighed against the others below.
+    const doomed = members.filter((m, i) => m.outcome?.ok === true && views[i].createdRefs().some((ref) => version(ref.path) !== null));
+    const live = members.map((m, i) => ({ m, view: views[i] })).filter(({ m }) => !doomed.includes(m));
+    const again = this.select(live.map(({ m }) => m), live.map(({ view }) => view), kept);
+    return { ...again, leftOut: [...again.leftOut, ...doomed], stale: stale.length };
+  }
+
+  /** Runs every body on shared read rounds (a read `served` already answers costs none); records each outcome. */
+  private async runBodies(members: Member[], served?: ReadonlyMap<string, DocumentSnapshot>): Promise<OptimisticTransaction[]> {
     const reads = new ReadRounds(this.db, members.length, this.options.readRoundMs, this.stats);
-    const views = members.map(() => new OptimisticTransaction(reads.readerFor(), this.db.batch()));
+    const views = members.map(() => new OptimisticTransaction(servedFirst(served, reads.readerFor()), this.db.batch()));
     await Promise.all(
       members.map(async (member, i) => {
         try {
@@ -185,17 +244,30 @@ export class GroupCommit {
       }),
     );
     if (reads.failure !== null) throw reads.failure.error;
+    return views;
+  }
 
+  /** Which members' writes can commit together, after those of `kept` (already accepted). */
+  private select(members: Member[], views: OptimisticTransaction[], kept: readonly Accepted[] = []): Selection {
     const read = new Set<string>();
     const written = new Set<string>();
     const accepted: Accepted[] = [];
     const leftOut: Member[] = [];
+    const threw: Member[] = [];
     let writes = 0;
+    const accept = (entry: Accepted) => {
+      writes += entry.view.writeCount;
+      entry.view.readPaths.forEach((path) => read.add(path));
+      entry.view.writePaths.forEach((path) => written.add(path));
+      accepted.push(entry);
+    };
+    kept.forEach(accept);
     for (const [i, member] of members.entries()) {
       const view = views[i];
       if (member.outcome?.ok !== true) {
-        // Two versions of one document seen while reading: a race this member lost, it runs again alone.
+        // Two versions of one document seen while reading: a race this member lost, it runs again.
         if (member.outcome !== undefined && member.outcome.error instanceof ReadConflict) leftOut.push(member);
+        else threw.push(member);
         continue;
       }
       const overlaps = [...view.writePaths].some((path) => read.has(path) || written.has(path)) || [...view.readPaths].some((path) => written.has(path));
@@ -204,12 +276,9 @@ export class GroupCommit {
         leftOut.push(member);
         continue;
       }
-      writes += view.writeCount;
-      view.readPaths.forEach((path) => read.add(path));
-      view.writePaths.forEach((path) => written.add(path));
-      accepted.push({ member, view });
+      accept({ member, view });
     }
-    return { accepted, leftOut };
+    return { accepted, leftOut, threw };
   }
 
   private async commit(accepted: readonly Accepted[]): Promise<void> {
@@ -222,22 +291,16 @@ export class GroupCommit {
     if (writes > 0) await batch.commit();
   }
 
-  /** The members some guard of which no longer holds (one lock-free read of all guards). */
-  private async staleMembers(accepted: readonly Accepted[]): Promise<Accepted[]> {
-    const guards = new Map<Accepted, Guard[]>(accepted.map((a) => [a, a.view.guards()]));
-    const created = new Map<Accepted, DocumentReference[]>(accepted.map((a) => [a, a.view.createdRefs()]));
-    const refs = new Map<string, DocumentReference>();
-    for (const a of accepted) {
-      for (const g of guards.get(a) ?? []) refs.set(g.ref.path, g.ref);
-      for (const ref of created.get(a) ?? []) refs.set(ref.path, ref);
+  /** One optimistic attempt; settles the member unless it lost a race (then false: it runs again). */
+  private async once(member: Member): Promise<boolean> {
+    this.stats.alone++;
+    try {
+      settle(member, { ok: true, value: await runOptimistic(this.db, member.body, { ...this.options.optimistic, maxAttempts: 1 }, this.stats) });
+    } catch (error) {
+      if (isConflict(error) || error instanceof ReadConflict) return false;
+      settle(member, { ok: false, error });
     }
-    const snapshots = refs.size === 0 ? [] : await this.db.getAll(...refs.values());
-    const now = new Map(snapshots.map((s) => [s.ref.path, s.updateTime ?? null]));
-    return accepted.filter(
-      (a) =>
-        (guards.get(a) ?? []).some((g) => !sameVersion(g.updateTime, now.get(g.ref.path) ?? null)) ||
-        (created.get(a) ?? []).some((ref) => (now.get(ref.path) ?? null) !== null),
-    );
+    return true;
   }
 
   private async alone(member: Member): Promise<void> {
@@ -272,11 +335,34 @@ interface Member {
   reject: (error: unknown) => void;
   /** What its body did in the shared attempt; delivered only once that attempt committed. */
   outcome?: Outcome;
+  /** It already missed one shared attempt. */
+  requeued?: boolean;
 }
 
 interface Accepted {
   member: Member;
   view: OptimisticTransaction;
+}
+
+interface Selection {
+  accepted: Accepted[];
+  /** Members that must run again (a read race, an overlap, the commit's write limit). */
+  leftOut: Member[];
+  /** Members whose body threw: they wrote nothing and get their error once the group is done. */
+  threw: Member[];
+}
+
+/** A reader that answers from `served` when it holds every document asked for, as asked for (same converter). */
+function servedFirst(served: ReadonlyMap<string, DocumentSnapshot> | undefined, reader: Reader): Reader {
+  if (served === undefined) return reader;
+  return {
+    getAll: (refs) => {
+      const hits = refs.map((ref) => served.get(ref.path));
+      if (hits.every((hit, i): hit is DocumentSnapshot => hit !== undefined && hit.ref.isEqual(refs[i]))) return Promise.resolve(hits as DocumentSnapshot[]);
+      return reader.getAll(refs);
+    },
+    query: (query) => reader.query(query),
+  };
 }
 
 function settle(member: Member, outcome: Outcome): void {

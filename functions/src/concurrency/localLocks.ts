@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import type { Firestore } from "firebase-admin/firestore";
 import { DEFAULT_GROUP_COMMIT, GroupCommit, type GroupCommitOptions, type TransactionBody } from "./groupCommit";
 
@@ -20,6 +21,7 @@ export class LocalLocks {
   /** Held keys → resolvers of the requests waiting for them, in arrival order. */
   private readonly queues = new Map<string, Array<() => void>>();
   private readonly flights = new Map<string, Promise<unknown>>();
+  private readonly reads = new Map<string, { startedAt: number; promise: Promise<unknown> }>();
   private readonly groups = new WeakMap<Firestore, GroupCommit>();
 
   /**
@@ -51,6 +53,22 @@ export class LocalLocks {
     } finally {
       this.flights.delete(key);
     }
+  }
+
+  /** @internal See LockScope.sharedRead: joins a read of `key` in flight that started at or after `notBefore`. */
+  sharedRead<T>(key: string, read: () => Promise<T>, notBefore: number): Promise<T> {
+    const running = this.reads.get(key);
+    if (this.coordination.localKeys && running !== undefined && running.startedAt > notBefore) return running.promise as Promise<T>;
+    const startedAt = performance.now();
+    const promise = read();
+    if (!this.coordination.localKeys) return promise;
+    const flight = { startedAt, promise };
+    this.reads.set(key, flight);
+    const forget = () => {
+      if (this.reads.get(key) === flight) this.reads.delete(key);
+    };
+    promise.then(forget, forget);
+    return promise;
   }
 
   /** This instance's group commit on `db`: the transactions its requests run together (see GroupCommit). */
@@ -112,12 +130,32 @@ export class LocksWanted extends Error {
  */
 export class LockScope {
   private readonly held = new Set<string>();
+  private readonly staleSince = new Map<string, number>();
 
   constructor(private readonly locks: LocalLocks) {}
 
   /** Runs a transaction in this instance's group commit on `db`. */
   transaction<T>(db: Firestore, body: TransactionBody<T>): Promise<T> {
     return this.locks.transactions(db).run(body);
+  }
+
+  /**
+   * A lock-free read that concurrent requests of this instance share: a call while the same `key` is
+   * being read waits for that read instead of making its own, if that read started at or after
+   * `notBefore` (pass when the caller's attempt began, so it is never older than what the caller has
+   * already read). Only for reads whose result may be a moment old (a snapshot a refusal is decided
+   * on); inside a transaction too, as it takes no key.
+   */
+  sharedRead<T>(key: string, read: () => Promise<T>, notBefore = -Infinity): Promise<T> {
+    return this.locks.sharedRead(key, read, Math.max(notBefore, this.staleSince.get(key) ?? -Infinity));
+  }
+
+  /**
+   * This request found what `sharedRead(key)` gave it out of date (units it showed were gone): its next
+   * shared read of `key` only joins a read started from now on, so it never decides twice on one snapshot.
+   */
+  sharedReadWasStale(key: string): void {
+    this.staleSince.set(key, performance.now());
   }
 
   /** Waits for every key not yet held, in sorted order. Never call it inside a transaction. */

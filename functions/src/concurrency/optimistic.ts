@@ -58,6 +58,8 @@ export class ReadConflict extends Error {}
 export class OptimisticTransaction implements TransactionLike {
   /** First version seen of every document read, by path. */
   private readonly seen = new Map<string, Guard>();
+  /** Every document read, by path, as the body asked for it (with its converter). */
+  private readonly asked = new Map<string, DocumentReference>();
   readonly writePaths = new Set<string>();
   private readonly writes: Array<(batch: WriteBatch) => void> = [];
   private readonly created: DocumentReference[] = [];
@@ -79,6 +81,11 @@ export class OptimisticTransaction implements TransactionLike {
   /** Paths of every document read. */
   get readPaths(): Set<string> {
     return new Set(this.seen.keys());
+  }
+
+  /** Every document read, as the body asked for it: a rerun can be served the same references. */
+  readRefs(): DocumentReference[] {
+    return [...this.asked.values()];
   }
 
   get<A, D extends DocumentData>(query: Query<A, D>): Promise<QuerySnapshot<A, D>>;
@@ -143,6 +150,7 @@ export class OptimisticTransaction implements TransactionLike {
     const earlier = this.seen.get(snapshot.ref.path);
     if (earlier === undefined) {
       this.seen.set(snapshot.ref.path, { ref: snapshot.ref.withConverter(null), updateTime });
+      this.asked.set(snapshot.ref.path, snapshot.ref as DocumentReference);
       return;
     }
     // A real transaction reads one snapshot; two different versions of one document would mix two.

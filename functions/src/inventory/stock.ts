@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import { createHash } from "node:crypto";
 import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
 import { productRef, stockShardRef, type StockLevel } from "../collections/products";
@@ -148,11 +149,10 @@ const CANDIDATES_TRIED = 3;
  * per-order start, one shard with enough available units; else, when the shards only hold the line
  * together, the fewest that do, each giving what it has.
  *
- * Every shard read inside the transaction takes a Firestore read lock until commit, and two
- * transactions that each read a shard the other then writes wait for each other until one is aborted
- * (seconds in the emulator). So the transaction reads as few shards as it can: the first one nobody
- * here holds; if that one is short, a lock-free read of all the others (one consistent snapshot)
- * finds candidates, and only those are read in the transaction. Only the chosen shards are held.
+ * The transaction reads as few shards as it can, each one a round trip and, once written, a guard its
+ * commit depends on: the first one nobody here holds; if that one is short, a lock-free read of all the
+ * others (one consistent snapshot) finds candidates, and only those are read in the transaction. Only
+ * the chosen shards are held.
  *
  * When that snapshot shows too few units in all shards together, the order is refused on it, without
  * locking every shard: a refusal writes no stock, so it can never oversell; at worst it misses a unit
@@ -160,6 +160,8 @@ const CANDIDATES_TRIED = 3;
  * instead would make every sale of the product wait for every refusal, exactly when a sale sells out.
  */
 async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope, sku: string, n: number, request: StockRequest): Promise<ShardPlan> {
+  // A shared snapshot must have been read after this attempt began choosing: never older than its own reads.
+  const choosing = performance.now();
   const qty = request.quantities.get(sku) ?? 0;
   const key = (shard: number) => lockKeys.shard(sku, shard);
   const toChoice = (shard: number, snapshot: DocumentSnapshot): ShardChoice => ({
@@ -205,7 +207,13 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
     if (choice !== null) return choose(whole(choice));
   }
   const others = probe.filter((shard) => shard !== preferred);
-  const unlocked = (await db.getAll(...others.map((shard) => stockShardRef(db, sku, shard)))).map((snapshot, i) => toChoice(others[i], snapshot));
+  // Requests of this instance that need the same snapshot at once share one read: when a product sells
+  // out, every refusal needs it, and 50 shards per refusal was most of what a sell-out cost. A shared
+  // snapshot is at most one round trip older than an own one, which a refusal already allows for.
+  const snapshotKey = `shards:${sku}/${n}`;
+  // In shard order, not this request's probe order: the requests that share it probe from other starts.
+  const snapshot = await scope.sharedRead(snapshotKey, () => db.getAll(...Array.from({ length: n }, (_, shard) => stockShardRef(db, sku, shard))), choosing);
+  const unlocked = others.map((shard) => toChoice(shard, snapshot[shard]));
   const candidates = unlocked.filter(fits).map((c) => c.shard);
   const busy: number[] = [];
   for (const shard of candidates) {
@@ -221,8 +229,11 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   if (busy.length > 0) throw new LocksWanted([key(busy[0])]);
   // The snapshot showed units that other instances took before this transaction read them (or more
   // candidates than it tries): run again on a new snapshot.
-  if (candidates.length > 0) throw new LocksWanted([]);
-  const split = await splitLine(sku, qty, tried, unlocked, read, scope);
+  if (candidates.length > 0) {
+    scope.sharedReadWasStale(snapshotKey);
+    throw new LocksWanted([]);
+  }
+  const split = await splitLine(sku, qty, tried, unlocked, read, scope, () => scope.sharedReadWasStale(snapshotKey));
   if (split !== null) return choose(split);
   // Only a snapshot without enough units in all shards together refuses.
   return choose(whole(tried[0] ?? unlocked[0]));
@@ -239,6 +250,7 @@ async function splitLine(
   unlocked: ShardChoice[],
   read: (shards: number[]) => Promise<ShardChoice[]>,
   scope: LockScope,
+  snapshotWasStale: () => void,
 ): Promise<ShardPlan | null> {
   const available = (c: ShardChoice) => Math.max(0, c.level.stock - c.level.reserved);
   const seen = [...tried, ...unlocked].filter((c) => available(c) > 0).sort((a, b) => available(b) - available(a) || a.shard - b.shard);
@@ -265,7 +277,10 @@ async function splitLine(
     remaining -= units;
   }
   // Other instances took units between the snapshot and these reads: decide again on a new snapshot.
-  if (remaining > 0) throw new LocksWanted([]);
+  if (remaining > 0) {
+    snapshotWasStale();
+    throw new LocksWanted([]);
+  }
   // Tried shards that give nothing are read (and so stay held until commit) but carry no share.
   tried.push(...unread.map((shard) => fresh.get(shard) as ShardChoice));
   return { level: sumLevels(parts.map((p) => (fresh.get(p.shard) as ShardChoice).level)), parts };

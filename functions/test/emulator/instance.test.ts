@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { DEFAULT_GROUP_COMMIT } from "../../src/concurrency/groupCommit";
-import { LocalLocks } from "../../src/concurrency/localLocks";
+import { LocalLocks, lockKeys } from "../../src/concurrency/localLocks";
+import { startShard } from "../../src/inventory/stock";
 import { configureStockShards } from "../../src/inventory/shards";
 import { reserveStockForOrder } from "../../src/reservation";
 import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, setBackgroundTriggers, uniqueId, waitForOrderStatus } from "../helpers/emulator";
@@ -172,6 +173,46 @@ describe("one instance under concurrent load", () => {
     const levels = await shards(sku);
     expect(total(levels)).to.deep.equal({ stock: 0, reserved: 0 });
     for (const level of levels) expect(level.stock).to.be.at.least(0);
+  });
+
+  it("gives two reservations that share one shard snapshot each shard's own figures, whatever shard each starts from", async () => {
+    const sku = uniqueId("flash");
+    await setBackgroundTriggers(false);
+    try {
+      await seedProduct(sku, 6);
+      await configureStockShards(db(), sku, 3);
+      // Only shard 0 has units: 2 of them.
+      const shardRef = (n: number) => db().collection("products").doc(sku).collection("stockShards").doc(String(n));
+      await Promise.all([shardRef(0).update({ stock: 2 }), shardRef(1).update({ stock: 0 }), shardRef(2).update({ stock: 0 })]);
+      // A starts its probe at shard 0, B at shard 2: they read the snapshot in different orders.
+      const idStartingAt = (shard: number) => {
+        for (;;) {
+          const id = uniqueId("order");
+          if (startShard(id, sku, 3) === shard) return id;
+        }
+      };
+      const [a, b] = [idStartingAt(0), idStartingAt(2)];
+      await Promise.all([a, b].map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
+      // Another request of the instance holds shard 0, so both go to the snapshot and then wait for it.
+      let waits = 0;
+      const locks = new (class extends LocalLocks {
+        override lock(key: string): Promise<void> {
+          if (key === lockKeys.shard(sku, 0)) waits += 1;
+          return super.lock(key);
+        }
+      })();
+      const holder = locks.scope();
+      expect(holder.tryAcquire(lockKeys.shard(sku, 0))).to.equal(true);
+      const deps = { db: db(), now: () => new Date(), locks };
+      const outcomes = Promise.all([a, b].map((id) => reserveStockForOrder(deps, id)));
+      // Both wait for shard 0 (a request that misread the snapshot would be refused instead).
+      await eventually("both reservations to wait for shard 0, or one to be refused", async () => waits >= 2 || (await statusesOf([a, b])).out_of_stock);
+      holder.releaseAll();
+      expect(await outcomes).to.deep.equal(["reserved", "reserved"]);
+      expect((await shardRef(0).get()).data()).to.include({ stock: 2, reserved: 2 });
+    } finally {
+      await setBackgroundTriggers(true);
+    }
   });
 
   it("consumes reservations on shards without reading them, and an operator cutting stock never takes a shard below zero", async () => {

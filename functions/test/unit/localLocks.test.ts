@@ -63,6 +63,40 @@ describe("LocalLocks (per-instance coordination)", () => {
     });
   });
 
+  describe("sharedRead", () => {
+    it("gives concurrent callers of one key one read, and a later caller a read of its own", async () => {
+      const locks = new LocalLocks();
+      const first = locks.scope();
+      const second = locks.scope();
+      const release = gate<number>();
+      let reads = 0;
+      const read = () => {
+        reads += 1;
+        return release.promise;
+      };
+      const together = [first.sharedRead("shards:sku/50", read), second.sharedRead("shards:sku/50", read)];
+      release.open(7);
+      expect(await Promise.all(together)).to.deep.equal([7, 7]);
+      expect(reads).to.equal(1);
+      expect(await first.sharedRead("shards:sku/50", async () => ++reads)).to.equal(2);
+      // It takes no key: nothing is held afterwards.
+      expect(locks.heldCount).to.equal(0);
+    });
+
+    it("after a request finds a shared read out of date, does not give it a read that started before", async () => {
+      const locks = new LocalLocks();
+      const other = locks.scope();
+      const mine = locks.scope();
+      const slow = gate<string>();
+      const inFlight = other.sharedRead("shards:sku/50", () => slow.promise);
+      mine.sharedReadWasStale("shards:sku/50");
+      const own = await mine.sharedRead("shards:sku/50", async () => "fresh");
+      slow.open("old");
+      expect(own).to.equal("fresh");
+      expect(await inFlight).to.equal("old");
+    });
+  });
+
   describe("scopes", () => {
     it("hands a key to waiters one at a time, in arrival order", async () => {
       const locks = new LocalLocks();
