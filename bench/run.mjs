@@ -166,6 +166,15 @@ function paymentEvent(order, tag) {
   return stripeEvent("payment_intent.succeeded", paymentIntent({ id: order.piId, amount: AMOUNT, currency: CURRENCY, orderId: order.orderId }), randomId("evt", tag));
 }
 
+/** The two events Stripe sends for one successful payment: the PaymentIntent's and its charge's. */
+function twinEvents(order, tag) {
+  const chargeId = randomId("ch", tag);
+  return [
+    stripeEvent("payment_intent.succeeded", paymentIntent({ id: order.piId, amount: AMOUNT, currency: CURRENCY, orderId: order.orderId, latestCharge: chargeId }), randomId("evt", tag)),
+    stripeEvent("charge.succeeded", charge({ id: chargeId, paymentIntentId: order.piId, amount: AMOUNT, currency: CURRENCY, orderId: order.orderId }), randomId("evt", tag)),
+  ];
+}
+
 function catalog(tag, orders) {
   const skus = Array.from({ length: PRODUCTS_SPREAD }, (_, i) => `sku_${tag}_${String(i).padStart(2, "0")}`);
   const perSku = Math.ceil(orders / PRODUCTS_SPREAD);
@@ -384,29 +393,10 @@ function answerClasses(results) {
 async function warmUp() {
   const started = performance.now();
   const tag = scenarioTag("warm", K);
-  const count = N; // the baseline too is warmed at the size it is measured at
-  const ignored = Array.from({ length: count }, () => JSON.stringify(stripeEvent("customer.created", { id: randomId("cus", tag), object: "customer" }, randomId("evt", tag))));
-  const pay = Array.from({ length: count }, () => JSON.stringify(stripeEvent("payment_intent.succeeded", paymentIntent({ id: randomId("pi", tag), amount: AMOUNT, orderId: randomId("ord", tag) }), randomId("evt", tag))));
-  const quiet = () => {};
-  for (const [fn, bodies] of [["baseline", pay], ["stripeWebhook", ignored]]) {
-    const agents = cluster.servers.map(() => new http.Agent({ keepAlive: true, maxSockets: 10 }));
-    await runLoad({
-      label: `warm-up ${fn}`,
-      total: bodies.length,
-      concurrency: 10,
-      budgetMs: 30_000,
-      opTimeoutMs: OP_TIMEOUT_MS,
-      log: quiet,
-      op: async (i) => {
-        const signature = Stripe.webhooks.generateTestHeaderString({ payload: bodies[i], secret });
-        const res = await post(agents[i % K], cluster.servers[i % K].ready.ports[fn], bodies[i], { "stripe-signature": signature }, OP_TIMEOUT_MS);
-        return { ok: res.status >= 200 && res.status < 300, code: res.status };
-      },
-    });
-    for (const a of agents) a.destroy();
-    await serversQuiet(fn, 30_000);
-    await cluster.stats("servers", fn, { reset: true });
-  }
+  // The baseline too is warmed at the size it is measured at.
+  const ignored = Array.from({ length: N }, () => JSON.stringify(stripeEvent("customer.created", { id: randomId("cus", tag), object: "customer" }, randomId("evt", tag))));
+  const pay = Array.from({ length: N }, () => JSON.stringify(stripeEvent("payment_intent.succeeded", paymentIntent({ id: randomId("pi", tag), amount: AMOUNT, orderId: randomId("ord", tag) }), randomId("evt", tag))));
+  for (const [fn, bodies] of [["baseline", pay], ["stripeWebhook", ignored]]) await deliverAll({ label: `warm-up ${fn}`, fn, bodies, concurrency: 10, budgetMs: 30_000 });
   // The paths the scenarios measure, at their size, in every process: N reservations over the spread
   // products on the K workers, then each order paid by its two twin events over the K servers. A first
   // spread-shaped phase at K = 3 measured 60-126 ok/s where the same phase run again measured 179
@@ -414,32 +404,10 @@ async function warmUp() {
   // of a few dozen payments did not get there.
   const { skus } = catalog(tag, N);
   const orders = makeOrders(N, (i) => skus[i % skus.length], tag);
-  await writeInBatches([
-    ...skus.map((sku) => [db.collection("products").doc(sku), { name: "warm-up", stock: 4 * N, reserved: 0 }]),
-    ...orders.map((o) => [db.collection("orders").doc(o.orderId), newOrder(o.orderId, o.sku, o.piId)]),
-  ]);
-  await runLoad({
-    label: "warm-up reserve",
-    total: orders.length,
-    concurrency: 50,
-    budgetMs: 60_000,
-    opTimeoutMs: OP_TIMEOUT_MS,
-    log: quiet,
-    op: async (i) => {
-      const answer = await cluster.workers[i % K].ask({ type: "reserve", orderId: orders[i].orderId }, 0);
-      return { ok: answer.ok, code: answer.outcome };
-    },
-  });
-  await cluster.stats("workers", null, { reset: true });
-  const payments = orders.flatMap((o) => {
-    const chargeId = randomId("ch", tag);
-    return [
-      stripeEvent("payment_intent.succeeded", paymentIntent({ id: o.piId, amount: AMOUNT, currency: CURRENCY, orderId: o.orderId, latestCharge: chargeId }), randomId("evt", tag)),
-      stripeEvent("charge.succeeded", charge({ id: chargeId, paymentIntentId: o.piId, amount: AMOUNT, currency: CURRENCY, orderId: o.orderId }), randomId("evt", tag)),
-    ];
-  });
+  await seed({ label: "warm-up", products: new Map(skus.map((sku) => [sku, 4 * N])), orders });
+  await reserveAll({ label: "warm-up reserve", orders, concurrency: 50, budgetMs: 60_000 });
+  const payments = orders.flatMap((o) => twinEvents(o, tag));
   await deliverAll({ label: "warm-up pay", fn: "stripeWebhook", bodies: payments.map((e) => JSON.stringify(e)), concurrency: 50, budgetMs: 60_000 });
-  await cluster.stats("servers", "stripeWebhook", { reset: true });
   await clearDatabase();
   log(`warm-up done in ${((performance.now() - started) / 1000).toFixed(1)} s (not measured)`);
 }
@@ -688,9 +656,7 @@ async function scenarioTwins() {
   const events = [];
   const payments = new Map();
   orders.forEach((o, j) => {
-    const chargeId = randomId("ch", tag);
-    const pi = stripeEvent("payment_intent.succeeded", paymentIntent({ id: o.piId, amount: AMOUNT, currency: CURRENCY, orderId: o.orderId, latestCharge: chargeId }), randomId("evt", tag));
-    const ch = stripeEvent("charge.succeeded", charge({ id: chargeId, paymentIntentId: o.piId, amount: AMOUNT, currency: CURRENCY, orderId: o.orderId }), randomId("evt", tag));
+    const [pi, ch] = twinEvents(o, tag);
     events.push(...(j % 2 === 0 ? [pi, ch] : [ch, pi]));
     payments.set(o.orderId, [pi.id, ch.id]);
   });

@@ -96,9 +96,9 @@ export class GroupCommit {
     });
   }
 
-  private runAlone<T>(body: TransactionBody<T>): Promise<T> {
+  private runAlone<T>(body: TransactionBody<T>, optimistic: OptimisticOptions = this.options.optimistic): Promise<T> {
     this.stats.alone++;
-    return runOptimistic(this.db, body, this.options.optimistic, this.stats);
+    return runOptimistic(this.db, body, optimistic, this.stats);
   }
 
   private startNext(): void {
@@ -118,7 +118,7 @@ export class GroupCommit {
         // Freeing the slot at once let every arrival of a thin stream run alone, which is what a third
         // of the traffic per instance (K = 3) looked like: twice the round trips per payment. If that
         // attempt loses a race, it runs again like a member whose group could not commit it.
-        again = (await this.once(members[0])) ? [] : members;
+        again = (await this.alone(members[0], { oneAttempt: true })) ? [] : members;
       } else {
         again = await this.execute(members);
       }
@@ -291,24 +291,16 @@ export class GroupCommit {
     if (writes > 0) await batch.commit();
   }
 
-  /** One optimistic attempt; settles the member unless it lost a race (then false: it runs again). */
-  private async once(member: Member): Promise<boolean> {
-    this.stats.alone++;
+  /** Runs the member alone and settles it; with `oneAttempt`, a lost race leaves it unsettled (false: it runs again). */
+  private async alone(member: Member, { oneAttempt = false } = {}): Promise<boolean> {
     try {
-      settle(member, { ok: true, value: await runOptimistic(this.db, member.body, { ...this.options.optimistic, maxAttempts: 1 }, this.stats) });
+      const optimistic = oneAttempt ? { ...this.options.optimistic, maxAttempts: 1 } : this.options.optimistic;
+      settle(member, { ok: true, value: await this.runAlone(member.body, optimistic) });
     } catch (error) {
-      if (isConflict(error) || error instanceof ReadConflict) return false;
+      if (oneAttempt && (isConflict(error) || error instanceof ReadConflict)) return false;
       settle(member, { ok: false, error });
     }
     return true;
-  }
-
-  private async alone(member: Member): Promise<void> {
-    try {
-      settle(member, { ok: true, value: await this.runAlone(member.body) });
-    } catch (error) {
-      settle(member, { ok: false, error });
-    }
   }
 
   private fail(members: number, error: unknown): void {

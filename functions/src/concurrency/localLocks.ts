@@ -20,8 +20,8 @@ import { DEFAULT_GROUP_COMMIT, GroupCommit, type GroupCommitOptions, type Transa
 export class LocalLocks {
   /** Held keys → resolvers of the requests waiting for them, in arrival order. */
   private readonly queues = new Map<string, Array<() => void>>();
-  private readonly flights = new Map<string, Promise<unknown>>();
-  private readonly reads = new Map<string, { startedAt: number; promise: Promise<unknown> }>();
+  /** Work and reads in flight that later calls with the same key share (`coalesce`, `sharedRead`). */
+  private readonly flights = new Map<string, { startedAt: number; promise: Promise<unknown> }>();
   private readonly groups = new WeakMap<Firestore, GroupCommit>();
 
   /**
@@ -43,32 +43,29 @@ export class LocalLocks {
    * call and shares its result (or its error). `leader` says which of the two happened.
    */
   async coalesce<T>(key: string, work: () => Promise<T>): Promise<{ value: T; leader: boolean }> {
-    if (!this.coordination.localKeys) return { value: await work(), leader: true };
-    const running = this.flights.get(key) as Promise<T> | undefined;
-    if (running !== undefined) return { value: await running, leader: false };
-    const flight = work();
-    this.flights.set(key, flight);
-    try {
-      return { value: await flight, leader: true };
-    } finally {
-      this.flights.delete(key);
-    }
+    const { promise, leader } = this.share(`work:${key}`, work, -Infinity);
+    return { value: await promise, leader };
   }
 
-  /** @internal See LockScope.sharedRead: joins a read of `key` in flight that started at or after `notBefore`. */
+  /** @internal See LockScope.sharedRead: joins a read of `key` in flight that started after `notBefore`. */
   sharedRead<T>(key: string, read: () => Promise<T>, notBefore: number): Promise<T> {
-    const running = this.reads.get(key);
-    if (this.coordination.localKeys && running !== undefined && running.startedAt > notBefore) return running.promise as Promise<T>;
+    return this.share(`read:${key}`, read, notBefore).promise;
+  }
+
+  /** Joins the flight of `key` if one started after `notBefore`, else starts `work` as the new one. */
+  private share<T>(key: string, work: () => Promise<T>, notBefore: number): { promise: Promise<T>; leader: boolean } {
+    const running = this.flights.get(key);
+    if (this.coordination.localKeys && running !== undefined && running.startedAt > notBefore) return { promise: running.promise as Promise<T>, leader: false };
     const startedAt = performance.now();
-    const promise = read();
-    if (!this.coordination.localKeys) return promise;
+    const promise = work();
+    if (!this.coordination.localKeys) return { promise, leader: true };
     const flight = { startedAt, promise };
-    this.reads.set(key, flight);
+    this.flights.set(key, flight);
     const forget = () => {
-      if (this.reads.get(key) === flight) this.reads.delete(key);
+      if (this.flights.get(key) === flight) this.flights.delete(key);
     };
     promise.then(forget, forget);
-    return promise;
+    return { promise, leader: true };
   }
 
   /** This instance's group commit on `db`: the transactions its requests run together (see GroupCommit). */

@@ -56,10 +56,8 @@ export class ReadConflict extends Error {}
  * outcome is at worst as of a few milliseconds earlier; every change they make is to a guarded document.
  */
 export class OptimisticTransaction implements TransactionLike {
-  /** First version seen of every document read, by path. */
+  /** First version seen of every document read, by path, with the reference as the body asked for it. */
   private readonly seen = new Map<string, Guard>();
-  /** Every document read, by path, as the body asked for it (with its converter). */
-  private readonly asked = new Map<string, DocumentReference>();
   readonly writePaths = new Set<string>();
   private readonly writes: Array<(batch: WriteBatch) => void> = [];
   private readonly created: DocumentReference[] = [];
@@ -85,7 +83,7 @@ export class OptimisticTransaction implements TransactionLike {
 
   /** Every document read, as the body asked for it: a rerun can be served the same references. */
   readRefs(): DocumentReference[] {
-    return [...this.asked.values()];
+    return [...this.seen.values()].map((guard) => guard.ref);
   }
 
   get<A, D extends DocumentData>(query: Query<A, D>): Promise<QuerySnapshot<A, D>>;
@@ -149,8 +147,7 @@ export class OptimisticTransaction implements TransactionLike {
     const updateTime = snapshot.updateTime ?? null;
     const earlier = this.seen.get(snapshot.ref.path);
     if (earlier === undefined) {
-      this.seen.set(snapshot.ref.path, { ref: snapshot.ref.withConverter(null), updateTime });
-      this.asked.set(snapshot.ref.path, snapshot.ref as DocumentReference);
+      this.seen.set(snapshot.ref.path, { ref: snapshot.ref as DocumentReference, updateTime });
       return;
     }
     // A real transaction reads one snapshot; two different versions of one document would mix two.

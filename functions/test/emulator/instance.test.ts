@@ -1,10 +1,11 @@
 import { expect } from "chai";
+import { stockShardRef } from "../../src/collections/products";
 import { DEFAULT_GROUP_COMMIT } from "../../src/concurrency/groupCommit";
 import { LocalLocks, lockKeys } from "../../src/concurrency/localLocks";
 import { startShard } from "../../src/inventory/stock";
 import { configureStockShards } from "../../src/inventory/shards";
 import { reserveStockForOrder } from "../../src/reservation";
-import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, setBackgroundTriggers, uniqueId, waitForOrderStatus } from "../helpers/emulator";
+import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, withTriggersPaused, uniqueId, waitForOrderStatus } from "../helpers/emulator";
 import { countingCommits, invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { charge, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
@@ -177,12 +178,11 @@ describe("one instance under concurrent load", () => {
 
   it("gives two reservations that share one shard snapshot each shard's own figures, whatever shard each starts from", async () => {
     const sku = uniqueId("flash");
-    await setBackgroundTriggers(false);
-    try {
+    await withTriggersPaused(async () => {
       await seedProduct(sku, 6);
       await configureStockShards(db(), sku, 3);
       // Only shard 0 has units: 2 of them.
-      const shardRef = (n: number) => db().collection("products").doc(sku).collection("stockShards").doc(String(n));
+      const shardRef = (n: number) => stockShardRef(db(), sku, n);
       await Promise.all([shardRef(0).update({ stock: 2 }), shardRef(1).update({ stock: 0 }), shardRef(2).update({ stock: 0 })]);
       // A starts its probe at shard 0, B at shard 2: they read the snapshot in different orders.
       const idStartingAt = (shard: number) => {
@@ -210,9 +210,7 @@ describe("one instance under concurrent load", () => {
       holder.releaseAll();
       expect(await outcomes).to.deep.equal(["reserved", "reserved"]);
       expect((await shardRef(0).get()).data()).to.include({ stock: 2, reserved: 2 });
-    } finally {
-      await setBackgroundTriggers(true);
-    }
+    });
   });
 
   it("consumes reservations on shards without reading them, and an operator cutting stock never takes a shard below zero", async () => {
@@ -286,8 +284,7 @@ describe("two instances against one database", () => {
     await seedProduct(sku, 12);
     await configureStockShards(db(), sku, 3);
     // The deployed reservation trigger is paused: the two instances here are the only ones reserving.
-    await setBackgroundTriggers(false);
-    try {
+    await withTriggersPaused(async () => {
       const orders = Array.from({ length: 18 }, () => ({ id: uniqueId("order"), piId: stripeId("pi") }));
       await Promise.all(orders.map((o) => createOrder({ id: o.id, items: [{ sku, qty: 1 }], amount: 500 })));
       const instances = [new LocalLocks(), new LocalLocks()].map((locks) => ({ db: db(), now: () => new Date(), locks }));
@@ -301,8 +298,6 @@ describe("two instances against one database", () => {
       const levels = await shards(sku);
       expect(total(levels)).to.deep.equal({ stock: 0, reserved: 0 });
       for (const level of levels) expect(level.stock).to.be.at.least(0);
-    } finally {
-      await setBackgroundTriggers(true);
-    }
+    });
   });
 });

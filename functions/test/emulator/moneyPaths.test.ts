@@ -16,7 +16,7 @@ import {
   pastWindow,
   productData,
   seedProduct,
-  setBackgroundTriggers,
+  withTriggersPaused,
   uniqueId,
   waitForOrderStatus,
   type Delivery,
@@ -197,13 +197,10 @@ async function deliverConfirmation(orderId: string): Promise<void> {
 /** With the reservation trigger paused: an order is created and paid before anything reserves it. */
 async function paidWhilePending(t: Ledger, sku: string, qty: number, amount: number, piId: string): Promise<string> {
   let orderId = "";
-  await setBackgroundTriggers(false);
-  try {
+  await withTriggersPaused(async () => {
     orderId = await t.order({ items: [{ sku, qty }], amount });
     await t.expectResult(succeeded(orderId, amount, piId), "finalized");
-  } finally {
-    await setBackgroundTriggers(true);
-  }
+  });
   // The trigger's late run (the handler the deployed trigger calls) leaves the paid order as it is.
   expect(await reserveStockForOrder({ db: db(), now: () => new Date(), locks: new LocalLocks() }, orderId)).to.equal("skipped");
   await deliverConfirmation(orderId);

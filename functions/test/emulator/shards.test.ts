@@ -1,7 +1,8 @@
 import { expect } from "chai";
+import { stockShardRef } from "../../src/collections/products";
 import { FieldValue, Timestamp } from "firebase-admin/firestore";
 import { aggregateShards, configureStockShards, reconcileProduct } from "../../src/inventory/shards";
-import { createOrder, db, deliver, eventually, orderData, productData, seedProduct, setBackgroundTriggers, uniqueId, waitForOrderStatus } from "../helpers/emulator";
+import { createOrder, db, deliver, eventually, orderData, productData, seedProduct, withTriggersPaused, uniqueId, waitForOrderStatus } from "../helpers/emulator";
 import { charge, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /** Issue 5: a hot product split into stock shards behaves like one product, and stays editable in the console. */
@@ -75,10 +76,8 @@ describe("stock shards for a hot product", () => {
 
   it("aggregates a hot product at most once an interval: a run that comes too soon waits, then stops if a later aggregation covered its write", async () => {
     const sku = uniqueId("hot");
-    const product = db().collection("products").doc(sku);
-    const shard = (n: number) => product.collection("stockShards").doc(String(n));
-    await setBackgroundTriggers(false);
-    try {
+    const shard = (n: number) => stockShardRef(db(), sku, n);
+    await withTriggersPaused(async () => {
       await seedProduct(sku, 12);
       await configureStockShards(db(), sku, 3);
       expect(await aggregateShards(db(), sku)).to.equal("aggregated");
@@ -96,17 +95,14 @@ describe("stock shards for a hot product", () => {
       // A run whose write an aggregation already covers does not wait at all.
       expect(await aggregateShards(db(), sku, { changedAt: write.writeTime, minIntervalMs: 1000, sleep })).to.equal("superseded");
       expect(waits).to.have.length(1);
-    } finally {
-      await setBackgroundTriggers(true);
-    }
+    });
   });
 
   it("aggregates from a lock-free snapshot, never over a newer one, and applies an operator's edit through the reconcile", async () => {
     const sku = uniqueId("hot");
     const product = db().collection("products").doc(sku);
-    const shard = (n: number) => product.collection("stockShards").doc(String(n));
-    await setBackgroundTriggers(false);
-    try {
+    const shard = (n: number) => stockShardRef(db(), sku, n);
+    await withTriggersPaused(async () => {
       await seedProduct(sku, 12);
       await configureStockShards(db(), sku, 3);
       await shard(0).update({ reserved: FieldValue.increment(2) });
@@ -138,8 +134,6 @@ describe("stock shards for a hot product", () => {
       expect(await aggregateShards(db(), sku)).to.equal("unchanged");
       expect(await reconcileProduct(db(), sku)).to.equal("unchanged");
       expect(await productData(sku)).to.deep.equal({ stock: 20, reserved: 4 });
-    } finally {
-      await setBackgroundTriggers(true);
-    }
+    });
   });
 });

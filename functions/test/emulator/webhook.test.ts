@@ -16,7 +16,7 @@ import {
   productData,
   reservedOrder,
   seedProduct,
-  setBackgroundTriggers,
+  withTriggersPaused,
   uniqueId,
   waitForOrderStatus,
   webhookSecret,
@@ -99,14 +99,11 @@ describe("stripeWebhook on the emulators: the core path", () => {
     const sku = uniqueId("sku");
     const orderId = uniqueId("order");
     await seedProduct(sku, 50);
-    await setBackgroundTriggers(false);
-    try {
+    await withTriggersPaused(async () => {
       await createOrder({ id: orderId, items: [{ sku, qty: 3 }], amount: 900 });
       const response = await deliver(paymentSucceeded(orderId, 900));
       expect(response.body).to.include({ status: "processed", result: "finalized" });
-    } finally {
-      await setBackgroundTriggers(true);
-    }
+    });
     expect(await productData(sku)).to.deep.equal({ stock: 47, reserved: 0 });
     // The trigger's late run (the same handler the deployed trigger calls) must leave everything as it is.
     const outcome = await reserveStockForOrder({ db: db(), now: () => new Date(), locks: new LocalLocks() }, orderId);

@@ -204,7 +204,17 @@ export function uniqueId(prefix: string): string {
 }
 
 /** Pauses / resumes Firestore-triggered functions through the Emulator Hub (HTTP functions keep running). */
-export async function setBackgroundTriggers(enabled: boolean): Promise<void> {
+/** Runs `work` with the deployed background triggers paused, and resumes them whatever happens. */
+export async function withTriggersPaused<T>(work: () => Promise<T>): Promise<T> {
+  await setBackgroundTriggers(false);
+  try {
+    return await work();
+  } finally {
+    await setBackgroundTriggers(true);
+  }
+}
+
+async function setBackgroundTriggers(enabled: boolean): Promise<void> {
   const hub = process.env.FIREBASE_EMULATOR_HUB ?? "127.0.0.1:4400";
   const path = enabled ? "enableBackgroundTriggers" : "disableBackgroundTriggers";
   const response = await fetch(`http://${hub}/functions/${path}`, { method: "PUT" });
