@@ -55,7 +55,9 @@ const MAX_WRITES = 400;
  * - its writes commit together or not at all, each guarded by the version of what it read;
  * - a member that throws writes nothing, and a write Firestore would refuse throws in its own body;
  * - members whose documents overlap never commit together: a member that writes a document an earlier
- *   accepted member read or wrote, or reads one it wrote, is left out and runs again after the commit;
+ *   accepted member read or creates, or reads or creates one it wrote, is left out and runs again after
+ *   the commit (two updates of a document neither read, like two held reservations' increments, commute
+ *   and go in together);
  * - when the shared commit loses a race with another instance (a guard no longer holds), one lock-free
  *   read of what the members read finds the members it was about: they decide again at once on that
  *   read, and all commit together once more. Any other failure, or a second conflict, runs every member
@@ -249,7 +251,7 @@ export class GroupCommit {
 
   /** Which members' writes can commit together, after those of `kept` (already accepted). */
   private select(members: Member[], views: OptimisticTransaction[], kept: readonly Accepted[] = []): Selection {
-    const read = new Set<string>();
+    const dependedOn = new Set<string>();
     const written = new Set<string>();
     const accepted: Accepted[] = [];
     const leftOut: Member[] = [];
@@ -257,7 +259,7 @@ export class GroupCommit {
     let writes = 0;
     const accept = (entry: Accepted) => {
       writes += entry.view.writeCount;
-      entry.view.readPaths.forEach((path) => read.add(path));
+      entry.view.dependsOnPaths.forEach((path) => dependedOn.add(path));
       entry.view.writePaths.forEach((path) => written.add(path));
       accepted.push(entry);
     };
@@ -270,7 +272,9 @@ export class GroupCommit {
         else threw.push(member);
         continue;
       }
-      const overlaps = [...view.writePaths].some((path) => read.has(path) || written.has(path)) || [...view.readPaths].some((path) => written.has(path));
+      // As if run one after another: nobody writes what another depends on (read, or creates). Two
+      // writes to a document neither member read commute (blind increments), so both may go in.
+      const overlaps = [...view.writePaths].some((path) => dependedOn.has(path)) || [...view.dependsOnPaths].some((path) => written.has(path));
       if (overlaps || writes + view.writeCount > MAX_WRITES) {
         if (overlaps) this.stats.overlaps++;
         leftOut.push(member);

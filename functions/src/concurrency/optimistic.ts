@@ -11,7 +11,8 @@ export interface TransactionLike {
   getAll<A, D extends DocumentData>(...refs: Array<DocumentReference<A, D>>): Promise<Array<DocumentSnapshot<A, D>>>;
   create<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: WithFieldValue<A>): unknown;
   set<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: WithFieldValue<A>): unknown;
-  update<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: UpdateData<D>): unknown;
+  /** With `precondition`, the write depends on that and not on the version read (see OptimisticTransaction.update). */
+  update<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: UpdateData<D>, precondition?: Precondition): unknown;
 }
 
 export type TransactionBody<T> = (tx: TransactionLike) => Promise<T>;
@@ -61,6 +62,8 @@ export class OptimisticTransaction implements TransactionLike {
   readonly writePaths = new Set<string>();
   private readonly writes: Array<(batch: WriteBatch) => void> = [];
   private readonly created: DocumentReference[] = [];
+  /** Read documents updated with the caller's own precondition: the version read does not guard them. */
+  private readonly unversioned = new Set<string>();
 
   /**
    * `check` is never committed: each write is also made on it at once, so a write Firestore would refuse
@@ -76,9 +79,15 @@ export class OptimisticTransaction implements TransactionLike {
     return this.writes.length;
   }
 
-  /** Paths of every document read. */
-  get readPaths(): Set<string> {
-    return new Set(this.seen.keys());
+  /**
+   * Documents whose state this transaction's commit depends on: those it read and those it creates.
+   * Another writer of one of them, in the same commit or before it, changes what the body decided on.
+   * A document it only updates or sets without reading, or updates with its own precondition, is not
+   * among them: such writes (the increments that consume a held reservation) give the same result in any
+   * order, so two members may both make one.
+   */
+  get dependsOnPaths(): Set<string> {
+    return new Set([...[...this.seen.keys()].filter((path) => !this.unversioned.has(path)), ...this.created.map((ref) => ref.path)]);
   }
 
   /** Every document read, as the body asked for it: a rerun can be served the same references. */
@@ -119,18 +128,29 @@ export class OptimisticTransaction implements TransactionLike {
     return this.write(ref.path, (batch) => batch.set(ref, data));
   }
 
-  update<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: UpdateData<D>): this {
+  /**
+   * Guarded by the version read, unless the caller states what the write depends on, as Firestore's own
+   * `update(ref, data, precondition)` lets it: an increment that is right whatever else changed the
+   * document since the read (a held reservation consumed, `{ exists: true }`) then commits over other
+   * writers' increments instead of losing a race to each of them. A real transaction is serializable
+   * either way; here the caller answers for it.
+   */
+  update<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: UpdateData<D>, precondition?: Precondition): this {
     const seen = this.seen.get(ref.path);
     // Firestore would refuse it at commit (NOT_FOUND), failing a batch shared with others: fail here.
     if (seen !== undefined && seen.updateTime === null) throw new Error(`update() of ${ref.path}, which this transaction read as missing`);
-    this.check.update(ref, data);
-    const precondition: Precondition | undefined = seen?.updateTime ? { lastUpdateTime: seen.updateTime } : undefined;
-    return this.write(ref.path, (batch) => (precondition ? batch.update(ref, data, precondition) : batch.update(ref, data)));
+    const guard: Precondition | undefined = precondition ?? (seen?.updateTime ? { lastUpdateTime: seen.updateTime } : undefined);
+    if (precondition !== undefined) this.unversioned.add(ref.path);
+    this.check.update(ref, data, ...(guard ? [guard] : []));
+    return this.write(ref.path, (batch) => (guard ? batch.update(ref, data, guard) : batch.update(ref, data)));
   }
 
   /** What the commit depends on: the documents it writes that were read, at the version they were read. */
   guards(): Guard[] {
-    return [...this.writePaths].map((path) => this.seen.get(path)).filter((g): g is Guard => g !== undefined);
+    return [...this.writePaths]
+      .filter((path) => !this.unversioned.has(path))
+      .map((path) => this.seen.get(path))
+      .filter((g): g is Guard => g !== undefined);
   }
 
   /** Documents it creates: the commit also depends on their not existing. */

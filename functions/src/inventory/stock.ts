@@ -27,6 +27,12 @@ export interface StockTarget {
   ref: DocumentReference;
   /** The line's units this document holds or gives; a whole-line change on one target ignores it. */
   units: number;
+  /**
+   * The change is right whatever else moved this document since it was read (a held reservation's own
+   * units): written with an `exists` precondition instead of the version read, so it does not lose a
+   * race to another movement of the same product.
+   */
+  versionFree?: boolean;
 }
 
 export interface StockRequest {
@@ -73,25 +79,27 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
   const plan: StockPlan = { levels: new Map(), targets: new Map(), shards: {} };
   const skus = [...request.quantities.keys()].sort();
   const toRead: string[] = [];
+  const onProduct: string[] = [];
   for (const sku of skus) {
     const holding = request.held?.[sku];
     if (request.reserved === true && holding !== undefined) {
-      // A lower bound, which is all that consuming or releasing this reservation needs: no read, just a
-      // blind increment. The keys are still taken: a transaction of this instance that read a shard
-      // holds it until commit, and a write to it would wait on that read inside Firestore.
-      const units = unitsByShard(holding, request.quantities.get(sku) ?? 0);
-      scope.require(...units.map(({ shard }) => lockKeys.shard(sku, shard)));
+      // A lower bound, which is all that consuming or releasing this reservation needs: no read, just
+      // blind increments, which commute with every other writer of the shard (see heldOnProduct).
       const qty = request.quantities.get(sku) ?? 0;
       plan.levels.set(sku, { stock: qty, reserved: qty });
-      plan.targets.set(sku, units.map(({ shard, units: n }) => ({ ref: stockShardRef(db, sku, shard), units: n })));
+      plan.targets.set(sku, unitsByShard(holding, qty).map(({ shard, units }) => ({ ref: stockShardRef(db, sku, shard), units, versionFree: true })));
       plan.shards[sku] = holding;
+    } else if (request.reserved === true) {
+      onProduct.push(sku);
     } else {
       toRead.push(sku);
     }
   }
+  if (onProduct.length > 0) await heldOnProduct(tx, db, plan, onProduct, request);
   // One read of the product documents says which SKUs are sharded and gives the plain ones' levels.
-  // Operators edit plain products directly, so every movement re-reads them here; the commit is then
-  // guarded by the version read. A sharded product's document is read but never written here.
+  // A movement that is not a held reservation's decides on what is available, which operators edit
+  // directly, so its commit is guarded by the version read. A sharded product's document is read but
+  // never written here.
   const counts = new Map<string, number>();
   if (toRead.length > 0) {
     const snapshots = await tx.getAll(...toRead.map((sku) => productRef(db, sku)));
@@ -100,16 +108,11 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
       // A product that does not exist gets no level and no target: the decision refuses or skips its line.
       if (product === undefined) continue;
       counts.set(product.sku, product.shards);
-      if (product.shards > 1) {
-        // A reservation is never held on the product document of a sharded product (configureStockShards
-        // refuses to split while anything is reserved).
-        if (request.reserved === true) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
-        continue;
-      }
+      if (product.shards > 1) continue;
       plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0 }]);
       plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
     }
-    scope.require(...[...plan.targets.keys()].filter((sku) => toRead.includes(sku)).map(lockKeys.product));
+    scope.require(...toRead.filter((sku) => plan.targets.has(sku)).map(lockKeys.product));
   }
   for (const sku of toRead.filter((s) => (counts.get(s) ?? 1) > 1)) {
     const chosen = await chooseShards(tx, db, scope, sku, counts.get(sku) as number, request);
@@ -118,6 +121,32 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
     plan.shards[sku] = chosen.parts.length === 1 ? chosen.parts[0].shard : Object.fromEntries(chosen.parts.map((p) => [String(p.shard), p.units]));
   }
   return plan;
+}
+
+/**
+ * A reservation held on a plain product's document is consumed or released with increments that do not
+ * depend on the version read, like one held in shards (`StockTarget.versionFree`). The other writers of
+ * that document are this backend's own movements, each of which leaves `stock` ≥ `reserved` and moves
+ * only its own units, so in any order they leave this reservation's units in place. Guarded by the
+ * version, payments of one product lost races to each other across instances (most of the K = 3
+ * spread conflicts, docs/performance.md) although none changes what another decides.
+ *
+ * The document is still read, because operators edit plain products in the console: a product deleted,
+ * or cut below what is reserved, sends the payment to review as before. An edit that lands in the
+ * milliseconds between this read and the commit is not seen (contract deviation 11): a deletion fails
+ * the commit and the next run sees it; a cut below the reservation lets the sale take its units, and
+ * `stock` can end below `reserved`.
+ */
+async function heldOnProduct(tx: TransactionLike, db: Firestore, plan: StockPlan, skus: readonly string[], request: StockRequest): Promise<void> {
+  for (const snapshot of await tx.getAll(...skus.map((sku) => productRef(db, sku)))) {
+    const product = snapshot.data();
+    // Deleted since it was reserved: no level and no target, the decision sends the payment to review.
+    if (product === undefined) continue;
+    // configureStockShards refuses to split a product while anything is reserved on its document.
+    if (product.shards > 1) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
+    plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, versionFree: true }]);
+    plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
+  }
 }
 
 /** A line's units per shard: a single shard holds them all; a split names each shard's share. */
@@ -304,7 +333,9 @@ export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes:
       const update: Record<string, FieldValue> = {};
       if (stockShares[i] !== 0) update.stock = FieldValue.increment(stockShares[i]);
       if (reservedShares[i] !== 0) update.reserved = FieldValue.increment(reservedShares[i]);
-      if (Object.keys(update).length > 0) tx.update(target.ref, update);
+      if (Object.keys(update).length === 0) return;
+      if (target.versionFree === true) tx.update(target.ref, update, { exists: true });
+      else tx.update(target.ref, update);
     });
   }
 }

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import type { DocumentReference } from "firebase-admin/firestore";
+import { FieldValue, type DocumentReference } from "firebase-admin/firestore";
 import { DEFAULT_GROUP_COMMIT, GroupCommit, type GroupCommitOptions } from "../../src/concurrency/groupCommit";
 import { productRef } from "../../src/collections/products";
 import { db, seedProduct, uniqueId } from "../helpers/emulator";
@@ -191,6 +191,32 @@ describe("group commit", () => {
     expect(seen).to.deep.equal([0, 1]);
     expect((await input(0).get()).get("value")).to.equal(2);
     expect(group.stats).to.include({ groups: 1, overlaps: 1, requeued: 1, alone: 1, failedGroups: 0 });
+  });
+
+  it("commits together members that update a document none of them read, and leaves out one that reads it", async () => {
+    const { input, output } = await fixture(1);
+    const counted = countingCommits(db());
+    const group = new GroupCommit(counted.db, OPTIONS);
+    const add = (n: number) =>
+      group.run(async (tx) => {
+        tx.update(input(0), { value: FieldValue.increment(n) });
+        return n;
+      });
+    const copy = () =>
+      group.run(async (tx) => {
+        const value = Number((await tx.get(input(0))).get("value"));
+        tx.create(output(0), { value });
+        return value;
+      });
+
+    // The two increments commute; the copy depends on what they write, so it runs after them.
+    const results = await Promise.all([add(1), add(2), copy()]);
+
+    expect(results).to.deep.equal([1, 2, 3]);
+    expect((await input(0).get()).get("value")).to.equal(3);
+    expect(await outputs(output, 1)).to.deep.equal([3]);
+    expect(counted.count()).to.equal(2);
+    expect(group.stats).to.include({ groups: 1, overlaps: 1, requeued: 1, failedGroups: 0 });
   });
 
   it("refuses a read after a write, as a real transaction does", async () => {

@@ -221,6 +221,16 @@ describe("money paths through HTTP on the emulators (issue 10)", () => {
       expect(await adminAlerts(paid.id)).to.equal(1);
     });
 
+    money("reserved → needs_review when the operator deleted the product: nothing is recreated, an admin is alerted", async (t) => {
+      const { sku, orderId, amount } = await t.reserved(3, 2);
+      await db().collection("products").doc(sku).delete();
+      const paid = succeeded(orderId, amount);
+      await t.expectResult(paid, "needs_review");
+      expect((await orderData(orderId)).reviewReason).to.be.a("string").and.include(sku);
+      expect((await db().collection("products").doc(sku).get()).exists).to.equal(false);
+      expect(await adminAlerts(paid.id)).to.equal(1);
+    });
+
     money("canceled by the sweep, then paid once the stock is gone → needs_review; the order that took the stock keeps it", async (t) => {
       const sku = await t.product(2);
       const window = pastWindow();

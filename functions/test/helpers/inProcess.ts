@@ -77,6 +77,18 @@ export function countingCommits(real: Firestore): { db: Firestore; count: () => 
   return { db, count: () => count, conflicts: () => conflicts };
 }
 
+/** `real`, with `hook` run and awaited just before its first commit goes out: another writer's turn inside a race. */
+export function beforeFirstCommit(real: Firestore, hook: () => Promise<unknown>): Firestore {
+  let fired = false;
+  return withCommits(real, async (commit) => {
+    if (!fired) {
+      fired = true;
+      await hook();
+    }
+    return commit();
+  });
+}
+
 /** `real`, with every `batch().commit()` going through `around`. */
 function withCommits(real: Firestore, around: (commit: () => Promise<WriteResult[]>) => Promise<WriteResult[]>): Firestore {
   return new Proxy(real, {
