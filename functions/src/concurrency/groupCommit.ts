@@ -52,7 +52,8 @@ const MAX_WRITES = 400;
  * share a few CPUs (gRPC, the runtime's per-request bookkeeping), not documents.
  *
  * A member's outcome is one it could have had alone:
- * - its writes commit together or not at all, each guarded by the version of what it read;
+ * - its writes commit together or not at all, each guarded as it would be alone (the version of what it
+ *   read, or the `{ exists: true }` its body passed);
  * - a member that throws writes nothing, and a write Firestore would refuse throws in its own body;
  * - members whose documents overlap never commit together: a member that writes a document an earlier
  *   accepted member read or creates, or reads or creates one it wrote, is left out and runs again after
@@ -204,19 +205,23 @@ export class GroupCommit {
   }
 
   /**
-   * After a lost race: one lock-free read of every document the members read or create says whose
-   * decision went stale (a guard moved, a created document appeared). Those members' bodies run again at
+   * After a lost race: one lock-free read of every document the members read, create or update with
+   * `{ exists: true }` says whose decision went stale (a guard moved, a created document appeared, an
+   * updated one is gone). Those members' bodies run again at
    * once, served that read, so they pay no further round trip unless they now read something else; the
    * others' decisions stand. Null when no guard moved.
    */
   private async decideStaleAgain(accepted: readonly Accepted[]): Promise<(Selection & { stale: number }) | null> {
     const refs = new Map<string, DocumentReference>();
-    for (const { view } of accepted) for (const ref of [...view.readRefs(), ...view.createdRefs()]) if (!refs.has(ref.path)) refs.set(ref.path, ref);
+    for (const { view } of accepted) for (const ref of [...view.readRefs(), ...view.createdRefs(), ...view.existenceGuards()]) if (!refs.has(ref.path)) refs.set(ref.path, ref);
     const snapshots = refs.size === 0 ? [] : await this.db.getAll(...refs.values());
     const now = new Map(snapshots.map((snapshot) => [snapshot.ref.path, snapshot]));
     const version = (path: string) => now.get(path)?.updateTime ?? null;
     const stale = accepted.filter(
-      ({ view }) => view.guards().some((g) => !sameVersion(g.updateTime, version(g.ref.path))) || view.createdRefs().some((ref) => version(ref.path) !== null),
+      ({ view }) =>
+        view.guards().some((g) => !sameVersion(g.updateTime, version(g.ref.path))) ||
+        view.createdRefs().some((ref) => version(ref.path) !== null) ||
+        view.existenceGuards().some((ref) => version(ref.path) === null),
     );
     if (stale.length === 0) return null;
     const kept = accepted.filter((a) => !stale.includes(a));
@@ -272,8 +277,9 @@ export class GroupCommit {
         else threw.push(member);
         continue;
       }
-      // As if run one after another: nobody writes what another depends on (read, or creates). Two
-      // writes to a document neither member read commute (blind increments), so both may go in.
+      // As if run one after another: nobody writes what another depends on (read with a version guard,
+      // or creates). Writes to a document neither depends on are applied in member order, which is the
+      // order a serial run would have made them in (two held reservations' increments of one product).
       const overlaps = [...view.writePaths].some((path) => dependedOn.has(path)) || [...view.dependsOnPaths].some((path) => written.has(path));
       if (overlaps || writes + view.writeCount > MAX_WRITES) {
         if (overlaps) this.stats.overlaps++;

@@ -7,8 +7,9 @@ import { DEFAULT_GROUP_COMMIT, GroupCommit, type GroupCommitOptions, type Transa
  * at once). The optimistic transactions (see OptimisticTransaction) are what make every write correct;
  * nothing here is needed for correctness, and other instances do not see these keys. What they remove
  * is wasted work between requests of the same instance: two transactions that read and then write the
- * same document cannot both commit, so the loser runs again; waiting in-process for a few milliseconds
- * instead costs no round trip. Copies of one event in flight at once share one delivery (`coalesce`).
+ * same document under a version guard cannot both commit, so the loser runs again; waiting in-process
+ * for a few milliseconds instead costs no round trip. Copies of one event in flight at once share one
+ * delivery (`coalesce`).
  *
  * Two rules keep these waits from ever deadlocking: keys are waited for in one global order
  * (`LockScope.acquire`), and never inside a transaction body: a body only takes free keys

@@ -42,19 +42,22 @@ export class ReadConflict extends Error {}
 /**
  * A transaction without locks: reads are plain (lock-free) reads that remember the version they saw, and
  * the writes go out in ONE atomic batch in which every write to a document that was read carries that
- * version as its precondition (`lastUpdateTime`), and every `create` the precondition that the document
- * does not exist. The commit succeeds only if nothing it was decided on has changed since, which is
- * what a serializable transaction guarantees for the documents it writes; a conflict fails the commit
- * at once (FAILED_PRECONDITION / ALREADY_EXISTS) and the body runs again on fresh reads.
+ * version as its precondition (`lastUpdateTime`) unless the body passes `{ exists: true }` (see update),
+ * and every `create` the precondition that the document does not exist. The commit succeeds only if
+ * nothing it was decided on has changed since, which is what a serializable transaction guarantees for
+ * the documents it writes; a conflict fails the commit at once (FAILED_PRECONDITION / ALREADY_EXISTS /
+ * NOT_FOUND) and the body runs again on fresh reads.
  *
  * Why not Firestore's own transactions: they lock what they read until commit. Two of them that read and
  * then write one document (two instances paying one product, two copies of one event) wait for each
  * other until one is aborted: seconds in production, a ~20 s lock timeout in the emulator. Here nobody
  * waits on anybody; the loser of a race pays one more round of reads.
  *
- * What it does not guarantee: a document that is read but not written is not re-checked at commit. Our
- * bodies decide only refusals and no-ops on such reads (a sold-out refusal, `already_finalized`), whose
- * outcome is at worst as of a few milliseconds earlier; every change they make is to a guarded document.
+ * What it does not guarantee: a document that is read but not written, or written with `{ exists: true }`,
+ * is not re-checked at commit (beyond existing). Our bodies decide only refusals and no-ops on the
+ * first kind (a sold-out refusal, `already_finalized`), whose outcome is at worst as of a few
+ * milliseconds earlier; the second kind is a held reservation's own units (inventory/stock.ts,
+ * heldOnProduct), right whatever the backend's other movements commit meanwhile.
  */
 export class OptimisticTransaction implements TransactionLike {
   /** First version seen of every document read, by path, with the reference as the body asked for it. */
@@ -62,8 +65,8 @@ export class OptimisticTransaction implements TransactionLike {
   readonly writePaths = new Set<string>();
   private readonly writes: Array<(batch: WriteBatch) => void> = [];
   private readonly created: DocumentReference[] = [];
-  /** Read documents updated with the caller's own precondition: the version read does not guard them. */
-  private readonly unversioned = new Set<string>();
+  /** Documents updated with `{ exists: true }`, by path: the version read does not guard them. */
+  private readonly unversioned = new Map<string, DocumentReference>();
 
   /**
    * `check` is never committed: each write is also made on it at once, so a write Firestore would refuse
@@ -129,18 +132,22 @@ export class OptimisticTransaction implements TransactionLike {
   }
 
   /**
-   * Guarded by the version read, unless the caller states what the write depends on, as Firestore's own
-   * `update(ref, data, precondition)` lets it: an increment that is right whatever else changed the
-   * document since the read (a held reservation consumed, `{ exists: true }`) then commits over other
-   * writers' increments instead of losing a race to each of them. A real transaction is serializable
-   * either way; here the caller answers for it.
+   * Guarded by the version read, unless the caller passes `{ exists: true }`, as Firestore's own
+   * `update(ref, data, precondition)` lets it: the write then depends only on the document still
+   * existing. That is for an increment that is right whatever else changed the document since the read
+   * (a held reservation's own units): it commits over other writers' increments instead of losing a race
+   * to each of them. A real transaction is serializable either way; here the caller answers for it.
    */
   update<A, D extends DocumentData>(ref: DocumentReference<A, D>, data: UpdateData<D>, precondition?: Precondition): this {
     const seen = this.seen.get(ref.path);
     // Firestore would refuse it at commit (NOT_FOUND), failing a batch shared with others: fail here.
     if (seen !== undefined && seen.updateTime === null) throw new Error(`update() of ${ref.path}, which this transaction read as missing`);
+    // The version read is the only version guard: a caller's own version would bypass the conflict checks.
+    if (precondition !== undefined && (precondition.exists !== true || precondition.lastUpdateTime !== undefined)) {
+      throw new Error(`update() of ${ref.path}: only { exists: true } may replace the version read as its precondition`);
+    }
     const guard: Precondition | undefined = precondition ?? (seen?.updateTime ? { lastUpdateTime: seen.updateTime } : undefined);
-    if (precondition !== undefined) this.unversioned.add(ref.path);
+    if (precondition !== undefined) this.unversioned.set(ref.path, ref as DocumentReference);
     this.check.update(ref, data, ...(guard ? [guard] : []));
     return this.write(ref.path, (batch) => (guard ? batch.update(ref, data, guard) : batch.update(ref, data)));
   }
@@ -151,6 +158,11 @@ export class OptimisticTransaction implements TransactionLike {
       .filter((path) => !this.unversioned.has(path))
       .map((path) => this.seen.get(path))
       .filter((g): g is Guard => g !== undefined);
+  }
+
+  /** Documents it updates with `{ exists: true }`: the commit also depends on their still existing. */
+  existenceGuards(): DocumentReference[] {
+    return [...this.unversioned.values()];
   }
 
   /** Documents it creates: the commit also depends on their not existing. */
@@ -190,14 +202,18 @@ export function sameVersion(a: Timestamp | null, b: Timestamp | null): boolean {
   return a === null || b === null ? a === b : a.isEqual(b);
 }
 
+const GRPC_NOT_FOUND = 5;
 const GRPC_ALREADY_EXISTS = 6;
 const GRPC_FAILED_PRECONDITION = 9;
 const GRPC_ABORTED = 10;
 
-/** What a commit fails with when it lost to another writer: a guarded document changed, or a created one appeared. */
+/**
+ * What a commit fails with when it lost to another writer: a guarded document changed, a created one
+ * appeared, or an updated one is gone (a product deleted since its held reservation was read).
+ */
 export function isConflict(error: unknown): boolean {
   const code = grpcCodeOf(error);
-  return code === GRPC_FAILED_PRECONDITION || code === GRPC_ALREADY_EXISTS || code === GRPC_ABORTED;
+  return code === GRPC_FAILED_PRECONDITION || code === GRPC_ALREADY_EXISTS || code === GRPC_ABORTED || code === GRPC_NOT_FOUND;
 }
 
 export interface OptimisticOptions {
@@ -228,8 +244,8 @@ export async function runOptimistic<T>(db: Firestore, body: TransactionBody<T>, 
       try {
         await batch.commit();
       } catch (error) {
-        // Only the commit's FAILED_PRECONDITION / ALREADY_EXISTS / ABORTED mean a lost race: the same
-        // codes from a read (a query without its index, say) are the body's own failure.
+        // Only the commit's FAILED_PRECONDITION / ALREADY_EXISTS / ABORTED / NOT_FOUND mean a lost race:
+        // the same codes from a read (a query without its index, say) are the body's own failure.
         if (!isConflict(error)) throw error;
         conflict = error;
       }

@@ -71,9 +71,10 @@ export function startShard(key: string, sku: string, shards: number): number {
 
 /**
  * Reads, inside `tx`, the stock the decision needs and says where its changes go. A document read and
- * then written is first taken in `scope` (or LocksWanted is thrown, see runTransactionWithLocks), so
- * requests of this instance queue for it instead of locking each other out in Firestore; a new
- * reservation on a sharded product prefers a shard nobody in this instance is using.
+ * then written under a version guard is first taken in `scope` (or LocksWanted is thrown, see
+ * runTransactionWithLocks), so requests of this instance queue for it instead of losing races to each
+ * other; a held reservation's own units need no key (see heldOnProduct); a new reservation on a
+ * sharded product prefers a shard nobody in this instance is using.
  */
 export async function planStock(tx: TransactionLike, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
   const plan: StockPlan = { levels: new Map(), targets: new Map(), shards: {} };
@@ -84,7 +85,8 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
     const holding = request.held?.[sku];
     if (request.reserved === true && holding !== undefined) {
       // A lower bound, which is all that consuming or releasing this reservation needs: no read, just
-      // blind increments, which commute with every other writer of the shard (see heldOnProduct).
+      // increments of its own units. Shards are written only by this backend, never below what they
+      // hold (see heldOnProduct; an operator's edit is spread by reconcileProduct, a locking transaction).
       const qty = request.quantities.get(sku) ?? 0;
       plan.levels.set(sku, { stock: qty, reserved: qty });
       plan.targets.set(sku, unitsByShard(holding, qty).map(({ shard, units }) => ({ ref: stockShardRef(db, sku, shard), units, versionFree: true })));
@@ -95,7 +97,7 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
       toRead.push(sku);
     }
   }
-  if (onProduct.length > 0) await heldOnProduct(tx, db, plan, onProduct, request);
+  if (onProduct.length > 0) await heldOnProduct(tx, db, scope, plan, onProduct, request);
   // One read of the product documents says which SKUs are sharded and gives the plain ones' levels.
   // A movement that is not a held reservation's decides on what is available, which operators edit
   // directly, so its commit is guarded by the version read. A sharded product's document is read but
@@ -125,28 +127,34 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
 
 /**
  * A reservation held on a plain product's document is consumed or released with increments that do not
- * depend on the version read, like one held in shards (`StockTarget.versionFree`). The other writers of
- * that document are this backend's own movements, each of which leaves `stock` ≥ `reserved` and moves
- * only its own units, so in any order they leave this reservation's units in place. Guarded by the
- * version, payments of one product lost races to each other across instances (most of the K = 3
- * spread conflicts, docs/performance.md) although none changes what another decides.
+ * depend on the version read, like one held in shards (`StockTarget.versionFree`), as long as the read
+ * shows `stock` ≥ `reserved`. From such a state, every movement of this backend moves only its own units
+ * and keeps `stock` ≥ `reserved`, so this reservation's units are in place whatever the others commit
+ * meanwhile. Guarded by the version, payments of one product lost races to each other across
+ * instances (most of the K = 3 spread conflicts, docs/performance.md) though none changed what another
+ * decided.
  *
- * The document is still read, because operators edit plain products in the console: a product deleted,
- * or cut below what is reserved, sends the payment to review as before. An edit that lands in the
- * milliseconds between this read and the commit is not seen (contract deviation 11): a deletion fails
- * the commit and the next run sees it; a cut below the reservation lets the sale take its units, and
- * `stock` can end below `reserved`.
+ * The document is still read, because operators edit plain products in the console. A product deleted,
+ * or cut below what is reserved, is no such state: the payment is decided on the read, guarded by its
+ * version and under the product's key, so of two reservations that no longer both fit, the second one
+ * decided sees the first's sale and goes to review. An edit that lands in the milliseconds between the
+ * read and the commit is not seen (contract deviation 11): a deletion fails the commit and the next run
+ * sees it; a cut below the reservation lets the sale take its units, and `stock` can end below `reserved`.
  */
-async function heldOnProduct(tx: TransactionLike, db: Firestore, plan: StockPlan, skus: readonly string[], request: StockRequest): Promise<void> {
+async function heldOnProduct(tx: TransactionLike, db: Firestore, scope: LockScope, plan: StockPlan, skus: readonly string[], request: StockRequest): Promise<void> {
+  const guarded: string[] = [];
   for (const snapshot of await tx.getAll(...skus.map((sku) => productRef(db, sku)))) {
     const product = snapshot.data();
     // Deleted since it was reserved: no level and no target, the decision sends the payment to review.
     if (product === undefined) continue;
     // configureStockShards refuses to split a product while anything is reserved on its document.
     if (product.shards > 1) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
-    plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, versionFree: true }]);
+    const consistent = product.stock >= product.reserved;
+    if (!consistent) guarded.push(product.sku);
+    plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, versionFree: consistent }]);
     plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
   }
+  scope.require(...guarded.map(lockKeys.product));
 }
 
 /** A line's units per shard: a single shard holds them all; a split names each shard's share. */

@@ -213,6 +213,55 @@ describe("one instance under concurrent load", () => {
     });
   });
 
+  it("pays at once two reservations an operator's cut no longer covers: one sale, one review, stock never below zero", async () => {
+    const sku = uniqueId("sku");
+    await seedProduct(sku, 2);
+    const orders = [uniqueId("order"), uniqueId("order")];
+    await Promise.all(orders.map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
+    await Promise.all(orders.map((id) => waitForOrderStatus(id, "reserved")));
+    // The operator writes off a unit in the console: 1 in stock, 2 reserved.
+    await db().collection("products").doc(sku).update({ stock: 1 });
+
+    const deps = webhookDeps(db());
+    const answers = await Promise.all(orders.map((orderId) => invoke(deps, event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId })))));
+
+    expect(answers.map((a) => String(a.body.result)).sort()).to.deep.equal(["finalized", "needs_review"]);
+    expect(await productData(sku)).to.include({ stock: 0, reserved: 0 });
+    expect(await statusesOf(orders)).to.deep.equal({ finalized: 1, needs_review: 1 });
+  });
+
+  it("sends a lone payment to review when its product is deleted between the read and the commit", async () => {
+    const { sku, orderId, amount } = await reservedOrder(3, 1, 500);
+    const deps = webhookDeps(beforeFirstCommit(db(), () => db().collection("products").doc(sku).delete()));
+
+    const answer = await invoke(deps, event("payment_intent.succeeded", paymentIntent({ amount, orderId })));
+
+    expect(`${answer.status} ${String(answer.body.result)}`).to.equal("200 needs_review");
+    expect((await db().collection("products").doc(sku).get()).exists, "the deleted product was recreated").to.equal(false);
+    expect(await countWhere("deadLetters", "orderId", orderId)).to.equal(0);
+  });
+
+  it("sends a payment to review when its product is deleted between the read and the commit; its group's other payment commits", async () => {
+    const gone = uniqueId("sku");
+    const kept = uniqueId("sku");
+    await Promise.all([seedProduct(gone, 3), seedProduct(kept, 3)]);
+    const [lost, sold] = [uniqueId("order"), uniqueId("order")];
+    await createOrder({ id: lost, items: [{ sku: gone, qty: 1 }], amount: 500 });
+    await createOrder({ id: sold, items: [{ sku: kept, qty: 1 }], amount: 500 });
+    await Promise.all([lost, sold].map((id) => waitForOrderStatus(id, "reserved")));
+    // The operator deletes the product after the payments have read it, before they commit.
+    const counted = countingCommits(beforeFirstCommit(db(), () => db().collection("products").doc(gone).delete()));
+    const deps = webhookDeps(counted.db);
+
+    const answers = await Promise.all([lost, sold].map((orderId) => invoke(deps, event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId })))));
+
+    expect(answers.map((a) => `${a.status} ${String(a.body.result)}`)).to.deep.equal(["200 needs_review", "200 finalized"]);
+    expect((await db().collection("products").doc(gone).get()).exists, "the deleted product was recreated").to.equal(false);
+    expect(await productData(kept)).to.include({ stock: 2, reserved: 0 });
+    expect(await countWhere("deadLetters", "orderId", lost)).to.equal(0);
+    expect(deps.locks.transactions(counted.db).stats.failedGroups, "shared commits that failed").to.equal(0);
+  });
+
   it("consumes reservations on shards without reading them, and an operator cutting stock never takes a shard below zero", async () => {
     const sku = uniqueId("hot");
     await seedProduct(sku, 8);
