@@ -27,6 +27,13 @@ export interface Product {
   shards: number;
   /** For sharded products: the stock total the shards hold; an operator edit of `stock` differs from it. */
   stockSynced?: number;
+  /**
+   * For plain products: `reserved` as this backend's own movements left it (each one moves both by the
+   * same amount). Equal to `reserved`, the reservations it counts are exactly the orders holding units,
+   * so a held reservation's payment may skip the version guard (inventory/stock.ts, heldOnProduct); an
+   * operator's edit of `reserved`, or a product written before the field existed, makes them differ.
+   */
+  reservedSynced?: number;
   /** For sharded products: the time of the shard snapshot `stock`/`reserved` were summed from. */
   aggregatedAt?: Timestamp;
 }
@@ -47,6 +54,7 @@ export function productFromData(sku: string, data: Record<string, unknown>): Pro
     reserved: toCount(data.reserved),
     shards: Math.max(1, toCount(data.shards)),
     ...(data.stockSynced === undefined ? {} : { stockSynced: toCount(data.stockSynced) }),
+    ...(typeof data.reservedSynced === "number" ? { reservedSynced: data.reservedSynced } : {}),
     ...(data.aggregatedAt instanceof Timestamp ? { aggregatedAt: data.aggregatedAt } : {}),
   };
 }

@@ -227,9 +227,12 @@ export class GroupCommit {
     const kept = accepted.filter((a) => !stale.includes(a));
     const members = stale.map((a) => a.member);
     const views = await this.runBodies(members, now);
-    // A rerun that still creates what this read found would fail the commit again: it runs again later,
-    // and is not weighed against the others below.
-    const doomed = members.filter((m, i) => m.outcome?.ok === true && views[i].createdRefs().some((ref) => version(ref.path) !== null));
+    // A rerun that still creates what this read found, or still updates what it found missing, would
+    // fail the commit again: it runs again later, and is not weighed against the others below.
+    const missing = (path: string) => now.has(path) && version(path) === null;
+    const doomed = members.filter(
+      (m, i) => m.outcome?.ok === true && (views[i].createdRefs().some((ref) => version(ref.path) !== null) || views[i].existenceGuards().some((ref) => missing(ref.path))),
+    );
     const live = members.map((m, i) => ({ m, view: views[i] })).filter(({ m }) => !doomed.includes(m));
     const again = this.select(live.map(({ m }) => m), live.map(({ view }) => view), kept);
     return { ...again, leftOut: [...again.leftOut, ...doomed], stale: stale.length };

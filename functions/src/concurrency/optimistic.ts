@@ -257,9 +257,11 @@ export async function runOptimistic<T>(db: Firestore, body: TransactionBody<T>, 
       if (!(error instanceof ReadConflict)) throw error;
       conflict = error;
     }
-    // A document this body creates already exists: one run on fresh reads sees it (a duplicate event
-    // answers `duplicate`); a body that still creates it is wrong, and more runs would not change that.
-    const retries = grpcCodeOf(conflict) === GRPC_ALREADY_EXISTS ? Math.min(2, options.maxAttempts) : options.maxAttempts;
+    // A document this body creates already exists, or one it updates is gone: one run on fresh reads sees
+    // it (a duplicate event answers `duplicate`, a deleted product sends the payment to review); a body
+    // that still writes it so is wrong, and more runs would not change that.
+    const code = grpcCodeOf(conflict);
+    const retries = code === GRPC_ALREADY_EXISTS || code === GRPC_NOT_FOUND ? Math.min(2, options.maxAttempts) : options.maxAttempts;
     if (attempt >= retries) throw conflict;
     if (stats) stats.conflicts++;
     await new Promise((resolve) => setTimeout(resolve, Math.random() * options.backoffMs * attempt));

@@ -27,6 +27,8 @@ export interface StockTarget {
   ref: DocumentReference;
   /** The line's units this document holds or gives; a whole-line change on one target ignores it. */
   units: number;
+  /** A plain product's document (its `reservedSynced` moves with `reserved`), or a stock shard. */
+  kind: "product" | "shard";
   /**
    * The change is right whatever else moved this document since it was read (a held reservation's own
    * units): written with an `exists` precondition instead of the version read, so it does not lose a
@@ -89,7 +91,7 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
       // hold (see heldOnProduct; an operator's edit is spread by reconcileProduct, a locking transaction).
       const qty = request.quantities.get(sku) ?? 0;
       plan.levels.set(sku, { stock: qty, reserved: qty });
-      plan.targets.set(sku, unitsByShard(holding, qty).map(({ shard, units }) => ({ ref: stockShardRef(db, sku, shard), units, versionFree: true })));
+      plan.targets.set(sku, unitsByShard(holding, qty).map(({ shard, units }) => ({ ref: stockShardRef(db, sku, shard), units, kind: "shard" as const, versionFree: true })));
       plan.shards[sku] = holding;
     } else if (request.reserved === true) {
       onProduct.push(sku);
@@ -111,7 +113,7 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
       if (product === undefined) continue;
       counts.set(product.sku, product.shards);
       if (product.shards > 1) continue;
-      plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0 }]);
+      plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, kind: "product" }]);
       plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
     }
     scope.require(...toRead.filter((sku) => plan.targets.has(sku)).map(lockKeys.product));
@@ -119,7 +121,7 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
   for (const sku of toRead.filter((s) => (counts.get(s) ?? 1) > 1)) {
     const chosen = await chooseShards(tx, db, scope, sku, counts.get(sku) as number, request);
     plan.levels.set(sku, chosen.level);
-    plan.targets.set(sku, chosen.parts.map(({ ref, units }) => ({ ref, units })));
+    plan.targets.set(sku, chosen.parts.map(({ ref, units }) => ({ ref, units, kind: "shard" as const })));
     plan.shards[sku] = chosen.parts.length === 1 ? chosen.parts[0].shard : Object.fromEntries(chosen.parts.map((p) => [String(p.shard), p.units]));
   }
   return plan;
@@ -128,18 +130,21 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
 /**
  * A reservation held on a plain product's document is consumed or released with increments that do not
  * depend on the version read, like one held in shards (`StockTarget.versionFree`), as long as the read
- * shows `stock` ≥ `reserved`. From such a state, every movement of this backend moves only its own units
- * and keeps `stock` ≥ `reserved`, so this reservation's units are in place whatever the others commit
- * meanwhile. Guarded by the version, payments of one product lost races to each other across
+ * shows `stock` ≥ `reserved` and `reserved` = `reservedSynced` (nobody but this backend moved it, so it
+ * counts exactly the orders holding units). From such a state, every movement of this backend moves
+ * only its own units and keeps both true, so this reservation's units are in place whatever the others
+ * commit meanwhile. Guarded by the version, payments of one product lost races to each other across
  * instances (most of the K = 3 spread conflicts, docs/performance.md) though none changed what another
  * decided.
  *
- * The document is still read, because operators edit plain products in the console. A product deleted,
- * or cut below what is reserved, is no such state: the payment is decided on the read, guarded by its
- * version and under the product's key, so of two reservations that no longer both fit, the second one
- * decided sees the first's sale and goes to review. An edit that lands in the milliseconds between the
- * read and the commit is not seen (contract deviation 11): a deletion fails the commit and the next run
- * sees it; a cut below the reservation lets the sale take its units, and `stock` can end below `reserved`.
+ * The document is still read, because operators edit plain products in the console. A product cut
+ * below what is reserved, or whose `reserved` an operator edited, is no such state: the payment is
+ * decided on the read, guarded by its version and under the product's key, as every movement was
+ * before, so a payment decided after another's sale committed sees it. A deleted product gets no target
+ * and the payment goes to review. An edit that lands while a held payment of the product is in flight
+ * (between its read and its commit) is not seen (contract deviation 11): a deletion fails the commit
+ * and the next run sees it; a cut of `stock` lets the sale take its reserved units anyway, so `stock` can
+ * end below `reserved`, and below zero by up to the cut.
  */
 async function heldOnProduct(tx: TransactionLike, db: Firestore, scope: LockScope, plan: StockPlan, skus: readonly string[], request: StockRequest): Promise<void> {
   const guarded: string[] = [];
@@ -149,9 +154,10 @@ async function heldOnProduct(tx: TransactionLike, db: Firestore, scope: LockScop
     if (product === undefined) continue;
     // configureStockShards refuses to split a product while anything is reserved on its document.
     if (product.shards > 1) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
-    const consistent = product.stock >= product.reserved;
+    // Its reservations are the holding orders' (no operator edit of `reserved`), and they fit in stock.
+    const consistent = product.stock >= product.reserved && (product.reservedSynced ?? 0) === product.reserved;
     if (!consistent) guarded.push(product.sku);
-    plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, versionFree: consistent }]);
+    plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, kind: "product", versionFree: consistent }]);
     plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
   }
   scope.require(...guarded.map(lockKeys.product));
@@ -341,6 +347,7 @@ export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes:
       const update: Record<string, FieldValue> = {};
       if (stockShares[i] !== 0) update.stock = FieldValue.increment(stockShares[i]);
       if (reservedShares[i] !== 0) update.reserved = FieldValue.increment(reservedShares[i]);
+      if (reservedShares[i] !== 0 && target.kind === "product") update.reservedSynced = FieldValue.increment(reservedShares[i]);
       if (Object.keys(update).length === 0) return;
       if (target.versionFree === true) tx.update(target.ref, update, { exists: true });
       else tx.update(target.ref, update);

@@ -259,7 +259,52 @@ describe("one instance under concurrent load", () => {
     expect((await db().collection("products").doc(gone).get()).exists, "the deleted product was recreated").to.equal(false);
     expect(await productData(kept)).to.include({ stock: 2, reserved: 0 });
     expect(await countWhere("deadLetters", "orderId", lost)).to.equal(0);
-    expect(deps.locks.transactions(counted.db).stats.failedGroups, "shared commits that failed").to.equal(0);
+    const stats = deps.locks.transactions(counted.db).stats;
+    expect(stats.failedGroups, "shared commits that failed").to.equal(0);
+    // The group's conflict read found the deleted product, and only that payment decided again.
+    expect(stats).to.include({ retriedGroups: 1, pruned: 1 });
+  });
+
+  it("pays at once two reservations whose product an operator 'corrected' to 1 reserved: one sale, one review, nothing below zero", async () => {
+    const sku = uniqueId("sku");
+    await seedProduct(sku, 2);
+    const orders = [uniqueId("order"), uniqueId("order")];
+    await Promise.all(orders.map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
+    await Promise.all(orders.map((id) => waitForOrderStatus(id, "reserved")));
+    // Two orders hold a unit each, yet the operator sets 1 in stock and 1 reserved.
+    await db().collection("products").doc(sku).update({ stock: 1, reserved: 1 });
+
+    const deps = webhookDeps(db());
+    const answers = await Promise.all(orders.map((orderId) => invoke(deps, event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId })))));
+
+    expect(answers.map((a) => String(a.body.result)).sort()).to.deep.equal(["finalized", "needs_review"]);
+    expect(await productData(sku)).to.include({ stock: 0, reserved: 0 });
+  });
+
+  it("answers a payment whose held shard is gone without failing the other payment of its group", async () => {
+    const hot = uniqueId("hot");
+    const plain = uniqueId("sku");
+    await Promise.all([seedProduct(hot, 4), seedProduct(plain, 4)]);
+    await configureStockShards(db(), hot, 2);
+    const [orphan, sold] = [uniqueId("order"), uniqueId("order")];
+    await createOrder({ id: orphan, items: [{ sku: hot, qty: 1 }], amount: 500 });
+    await createOrder({ id: sold, items: [{ sku: plain, qty: 1 }], amount: 500 });
+    await Promise.all([orphan, sold].map((id) => waitForOrderStatus(id, "reserved")));
+    // The shards disappear (a recursive delete in the console) while the payments are being decided.
+    const dropShards = async () => {
+      const shardDocs = await db().collection("products").doc(hot).collection("stockShards").get();
+      await Promise.all(shardDocs.docs.map((d) => d.ref.delete()));
+    };
+    const deps = webhookDeps(beforeFirstCommit(db(), dropShards));
+
+    const answers = await Promise.all([orphan, sold].map((orderId) => invoke(deps, event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId })))));
+
+    expect(answers[1].status).to.equal(200);
+    expect(answers[1].body.result).to.equal("finalized");
+    // No run can write a shard that is gone: a transient failure, redelivered by Stripe, never a sale.
+    expect(answers[0].status).to.equal(500);
+    expect((await orderData(orphan)).status).to.equal("reserved");
+    expect(deps.locks.transactions(deps.db).stats.failedGroups, "shared commits that failed").to.equal(0);
   });
 
   it("consumes reservations on shards without reading them, and an operator cutting stock never takes a shard below zero", async () => {

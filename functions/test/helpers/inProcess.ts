@@ -58,8 +58,8 @@ export async function invoke(deps: WebhookDeps, envelope: ReturnType<typeof even
 
 /**
  * Counts the commits made through `real` (`count`: every batch commit, the optimistic transactions' and
- * the group commits'), and those that lost a race (`conflicts`: FAILED_PRECONDITION / ALREADY_EXISTS,
- * after which the body runs again on fresh reads).
+ * the group commits'), and those that lost a race (`conflicts`: FAILED_PRECONDITION / ALREADY_EXISTS /
+ * NOT_FOUND / ABORTED, after which the body runs again on fresh reads).
  */
 export function countingCommits(real: Firestore): { db: Firestore; count: () => number; conflicts: () => number } {
   let count = 0;
@@ -70,7 +70,7 @@ export function countingCommits(real: Firestore): { db: Firestore; count: () => 
       return await commit();
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      if (code === 9 || code === 6) conflicts += 1;
+      if (code === 9 || code === 6 || code === 5 || code === 10) conflicts += 1;
       throw error;
     }
   });
