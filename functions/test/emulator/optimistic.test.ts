@@ -1,7 +1,7 @@
 import { expect } from "chai";
-import type { DocumentReference, Firestore } from "firebase-admin/firestore";
+import { FieldValue, Timestamp, type DocumentReference, type Firestore } from "firebase-admin/firestore";
 import { DEFAULT_GROUP_COMMIT, GroupCommit } from "../../src/concurrency/groupCommit";
-import { runOptimistic, type TransactionBody } from "../../src/concurrency/optimistic";
+import { directReader, OptimisticTransaction, runOptimistic, type TransactionBody } from "../../src/concurrency/optimistic";
 import { db, uniqueId } from "../helpers/emulator";
 
 /**
@@ -81,6 +81,19 @@ const SCENARIOS: Scenario[] = [
     state: async (root) => [await value(root.collection("q").doc("a")), await value(root.collection("q").doc("b"))],
   },
   {
+    name: "held units consumed with { exists: true }: each body checks its own units, none is lost or doubled",
+    seed: (root) => root.collection("c").doc("stock").set({ stock: 5, reserved: 5 }).then(() => undefined),
+    bodies: (root) =>
+      Array.from({ length: 5 }, () => async (tx) => {
+        const ref = root.collection("c").doc("stock");
+        const level = (await tx.get(ref)).data() ?? {};
+        if (!(Number(level.stock) >= 1 && Number(level.reserved) >= 1)) return "short";
+        tx.update(ref, { stock: FieldValue.increment(-1), reserved: FieldValue.increment(-1) }, { exists: true });
+        return "sold";
+      }),
+    state: async (root) => (await root.collection("c").doc("stock").get()).data(),
+  },
+  {
     name: "a read after a write is refused and writes nothing",
     seed: async () => undefined,
     bodies: (root) => [
@@ -107,6 +120,21 @@ describe("optimistic transactions behave like Firestore transactions", () => {
       for (const [name, outcome] of others) expect(outcome, `${name} vs ${reference[0]}`).to.deep.equal(reference[1]);
     });
   }
+});
+
+describe("optimistic transaction preconditions", () => {
+  it("lets a caller replace the version guard only with { exists: true }", async () => {
+    const ref = db().collection("optimistic").doc(uniqueId("pre"));
+    await ref.set({ value: 1 });
+    const tx = new OptimisticTransaction(directReader(db()), db().batch());
+    await tx.get(ref);
+    expect(() => tx.update(ref, { value: 2 }, { lastUpdateTime: Timestamp.now() })).to.throw(/only \{ exists: true \}/);
+    expect(() => tx.update(ref, { value: 2 }, { exists: false })).to.throw(/only \{ exists: true \}/);
+    tx.update(ref, { value: 2 }, { exists: true });
+    // Written with its own precondition, the document is no longer a version guard of the commit.
+    expect(tx.guards()).to.deep.equal([]);
+    expect(tx.existenceGuards().map((r) => r.path)).to.deep.equal([ref.path]);
+  });
 });
 
 /** Order-free, and errors by kind: which concurrent body wins a race is not part of the contract. */
