@@ -30,7 +30,7 @@ export interface Product {
   /**
    * For plain products: `reserved` as this backend's own movements left it (each one moves both by the
    * same amount). Equal to `reserved`, the reservations it counts are exactly the orders holding units,
-   * so a held reservation's payment may skip the version guard (inventory/stock.ts, heldOnProduct); an
+   * so a held reservation's payment may skip the version guard (inventory/stock.ts, heldVersionFree); an
    * operator's edit of `reserved`, or a product written before the field existed, makes them differ.
    */
   reservedSynced?: number;

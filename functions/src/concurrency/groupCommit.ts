@@ -217,22 +217,17 @@ export class GroupCommit {
     const snapshots = refs.size === 0 ? [] : await this.db.getAll(...refs.values());
     const now = new Map(snapshots.map((snapshot) => [snapshot.ref.path, snapshot]));
     const version = (path: string) => now.get(path)?.updateTime ?? null;
-    const stale = accepted.filter(
-      ({ view }) =>
-        view.guards().some((g) => !sameVersion(g.updateTime, version(g.ref.path))) ||
-        view.createdRefs().some((ref) => version(ref.path) !== null) ||
-        view.existenceGuards().some((ref) => version(ref.path) === null),
-    );
+    // A document it creates exists now, or one it updates with `{ exists: true }` is gone (as far as this read saw).
+    const collides = (view: OptimisticTransaction) =>
+      view.createdRefs().some((ref) => version(ref.path) !== null) || view.existenceGuards().some((ref) => now.has(ref.path) && version(ref.path) === null);
+    const stale = accepted.filter(({ view }) => view.guards().some((g) => !sameVersion(g.updateTime, version(g.ref.path))) || collides(view));
     if (stale.length === 0) return null;
     const kept = accepted.filter((a) => !stale.includes(a));
     const members = stale.map((a) => a.member);
     const views = await this.runBodies(members, now);
-    // A rerun that still creates what this read found, or still updates what it found missing, would
-    // fail the commit again: it runs again later, and is not weighed against the others below.
-    const missing = (path: string) => now.has(path) && version(path) === null;
-    const doomed = members.filter(
-      (m, i) => m.outcome?.ok === true && (views[i].createdRefs().some((ref) => version(ref.path) !== null) || views[i].existenceGuards().some((ref) => missing(ref.path))),
-    );
+    // A rerun that still collides with this read would fail the commit again: it runs again later, and
+    // is not weighed against the others below.
+    const doomed = members.filter((m, i) => m.outcome?.ok === true && collides(views[i]));
     const live = members.map((m, i) => ({ m, view: views[i] })).filter(({ m }) => !doomed.includes(m));
     const again = this.select(live.map(({ m }) => m), live.map(({ view }) => view), kept);
     return { ...again, leftOut: [...again.leftOut, ...doomed], stale: stale.length };

@@ -57,7 +57,7 @@ export class ReadConflict extends Error {}
  * is not re-checked at commit (beyond existing). Our bodies decide only refusals and no-ops on the
  * first kind (a sold-out refusal, `already_finalized`), whose outcome is at worst as of a few
  * milliseconds earlier; the second kind is a held reservation's own units (inventory/stock.ts,
- * heldOnProduct), right whatever the backend's other movements commit meanwhile.
+ * heldVersionFree), right whatever the backend's other movements commit meanwhile.
  */
 export class OptimisticTransaction implements TransactionLike {
   /** First version seen of every document read, by path, with the reference as the body asked for it. */
@@ -148,8 +148,9 @@ export class OptimisticTransaction implements TransactionLike {
     }
     const guard: Precondition | undefined = precondition ?? (seen?.updateTime ? { lastUpdateTime: seen.updateTime } : undefined);
     if (precondition !== undefined) this.unversioned.set(ref.path, ref as DocumentReference);
-    this.check.update(ref, data, ...(guard ? [guard] : []));
-    return this.write(ref.path, (batch) => (guard ? batch.update(ref, data, guard) : batch.update(ref, data)));
+    const write = (batch: WriteBatch) => (guard ? batch.update(ref, data, guard) : batch.update(ref, data));
+    write(this.check);
+    return this.write(ref.path, write);
   }
 
   /** What the commit depends on: the documents it writes that were read, at the version they were read. */

@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { createHash } from "node:crypto";
 import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
-import { productRef, stockShardRef, type StockLevel } from "../collections/products";
+import { productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
 import type { StockChange } from "../domain/orderMachine";
 import { toCount } from "../collections/firestoreValues";
 import { quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
@@ -75,48 +75,53 @@ export function startShard(key: string, sku: string, shards: number): number {
  * Reads, inside `tx`, the stock the decision needs and says where its changes go. A document read and
  * then written under a version guard is first taken in `scope` (or LocksWanted is thrown, see
  * runTransactionWithLocks), so requests of this instance queue for it instead of losing races to each
- * other; a held reservation's own units need no key (see heldOnProduct); a new reservation on a
+ * other; a held reservation's own units need no key (see heldVersionFree); a new reservation on a
  * sharded product prefers a shard nobody in this instance is using.
  */
 export async function planStock(tx: TransactionLike, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
   const plan: StockPlan = { levels: new Map(), targets: new Map(), shards: {} };
   const skus = [...request.quantities.keys()].sort();
   const toRead: string[] = [];
-  const onProduct: string[] = [];
   for (const sku of skus) {
     const holding = request.held?.[sku];
     if (request.reserved === true && holding !== undefined) {
       // A lower bound, which is all that consuming or releasing this reservation needs: no read, just
       // increments of its own units. Shards are written only by this backend, never below what they
-      // hold (see heldOnProduct; an operator's edit is spread by reconcileProduct, a locking transaction).
+      // hold (see heldVersionFree; an operator's edit is spread by reconcileProduct, a locking transaction).
       const qty = request.quantities.get(sku) ?? 0;
       plan.levels.set(sku, { stock: qty, reserved: qty });
       plan.targets.set(sku, unitsByShard(holding, qty).map(({ shard, units }) => ({ ref: stockShardRef(db, sku, shard), units, kind: "shard" as const, versionFree: true })));
       plan.shards[sku] = holding;
-    } else if (request.reserved === true) {
-      onProduct.push(sku);
     } else {
       toRead.push(sku);
     }
   }
-  if (onProduct.length > 0) await heldOnProduct(tx, db, scope, plan, onProduct, request);
   // One read of the product documents says which SKUs are sharded and gives the plain ones' levels.
   // A movement that is not a held reservation's decides on what is available, which operators edit
-  // directly, so its commit is guarded by the version read. A sharded product's document is read but
-  // never written here.
+  // directly, so its commit is guarded by the version read and the product's key. A sharded product's
+  // document is read but never written here.
   const counts = new Map<string, number>();
   if (toRead.length > 0) {
+    const keyed: string[] = [];
     const snapshots = await tx.getAll(...toRead.map((sku) => productRef(db, sku)));
     for (const snapshot of snapshots) {
       const product = snapshot.data();
-      // A product that does not exist gets no level and no target: the decision refuses or skips its line.
+      // A product that does not exist gets no level and no target: the decision refuses or skips its line
+      // (a held one goes to review).
       if (product === undefined) continue;
       counts.set(product.sku, product.shards);
-      if (product.shards > 1) continue;
-      plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, kind: "product" }]);
+      if (product.shards > 1) {
+        // A reservation is never held on the product document of a sharded product (configureStockShards
+        // refuses to split while anything is reserved).
+        if (request.reserved === true) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
+        continue;
+      }
+      const versionFree = request.reserved === true && heldVersionFree(product);
+      if (!versionFree) keyed.push(product.sku);
+      plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, kind: "product", versionFree }]);
       plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
     }
-    scope.require(...toRead.filter((sku) => plan.targets.has(sku)).map(lockKeys.product));
+    scope.require(...keyed.map(lockKeys.product));
   }
   for (const sku of toRead.filter((s) => (counts.get(s) ?? 1) > 1)) {
     const chosen = await chooseShards(tx, db, scope, sku, counts.get(sku) as number, request);
@@ -128,39 +133,25 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
 }
 
 /**
- * A reservation held on a plain product's document is consumed or released with increments that do not
- * depend on the version read, like one held in shards (`StockTarget.versionFree`), as long as the read
- * shows `stock` ≥ `reserved` and `reserved` = `reservedSynced` (nobody but this backend moved it, so it
- * counts exactly the orders holding units). From such a state, every movement of this backend moves
- * only its own units and keeps both true, so this reservation's units are in place whatever the others
- * commit meanwhile. Guarded by the version, payments of one product lost races to each other across
- * instances (most of the K = 3 spread conflicts, docs/performance.md) though none changed what another
- * decided.
+ * Whether a reservation held on this plain product's document may be consumed or released with
+ * increments that do not depend on the version read, like one held in shards (`StockTarget.versionFree`):
+ * when the read shows `stock` ≥ `reserved` and `reserved` = `reservedSynced` (nobody but this backend
+ * moved it, so it counts exactly the orders holding units). From such a state, every movement of this
+ * backend moves only its own units and keeps both true, so this reservation's units are in place
+ * whatever the others commit meanwhile. Guarded by the version, payments of one product lost races to
+ * each other across instances (most of the K = 3 spread conflicts, docs/performance.md) though none
+ * changed what another decided.
  *
  * The document is still read, because operators edit plain products in the console. A product cut
  * below what is reserved, or whose `reserved` an operator edited, is no such state: the payment is
  * decided on the read, guarded by its version and under the product's key, as every movement was
- * before, so a payment decided after another's sale committed sees it. A deleted product gets no target
- * and the payment goes to review. An edit that lands while a held payment of the product is in flight
- * (between its read and its commit) is not seen (contract deviation 11): a deletion fails the commit
- * and the next run sees it; a cut of `stock` lets the sale take its reserved units anyway, so `stock` can
- * end below `reserved`, and below zero by up to the cut.
+ * before, so a payment decided after another's sale committed sees it. An edit that lands while a held
+ * payment of the product is in flight (between its read and its commit) is not seen (contract deviation
+ * 11): a deletion fails the commit and the next run sees it; a cut of `stock` lets the sale take its
+ * reserved units anyway, so `stock` can end below `reserved`, and below zero by up to the cut.
  */
-async function heldOnProduct(tx: TransactionLike, db: Firestore, scope: LockScope, plan: StockPlan, skus: readonly string[], request: StockRequest): Promise<void> {
-  const guarded: string[] = [];
-  for (const snapshot of await tx.getAll(...skus.map((sku) => productRef(db, sku)))) {
-    const product = snapshot.data();
-    // Deleted since it was reserved: no level and no target, the decision sends the payment to review.
-    if (product === undefined) continue;
-    // configureStockShards refuses to split a product while anything is reserved on its document.
-    if (product.shards > 1) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
-    // Its reservations are the holding orders' (no operator edit of `reserved`), and they fit in stock.
-    const consistent = product.stock >= product.reserved && (product.reservedSynced ?? 0) === product.reserved;
-    if (!consistent) guarded.push(product.sku);
-    plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, kind: "product", versionFree: consistent }]);
-    plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
-  }
-  scope.require(...guarded.map(lockKeys.product));
+function heldVersionFree(product: Product): boolean {
+  return product.stock >= product.reserved && (product.reservedSynced ?? 0) === product.reserved;
 }
 
 /** A line's units per shard: a single shard holds them all; a split names each shard's share. */
@@ -349,8 +340,7 @@ export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes:
       if (reservedShares[i] !== 0) update.reserved = FieldValue.increment(reservedShares[i]);
       if (reservedShares[i] !== 0 && target.kind === "product") update.reservedSynced = FieldValue.increment(reservedShares[i]);
       if (Object.keys(update).length === 0) return;
-      if (target.versionFree === true) tx.update(target.ref, update, { exists: true });
-      else tx.update(target.ref, update);
+      tx.update(target.ref, update, ...(target.versionFree === true ? [{ exists: true }] : []));
     });
   }
 }
