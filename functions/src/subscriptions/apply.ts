@@ -6,7 +6,7 @@ import { planRef, type Plan } from "../collections/plans";
 import { isSubscriptionStatus, subscriptionRef, subscriptionsOf, type Subscription } from "../collections/subscriptions";
 import { webhookEventRef } from "../collections/webhookEvents";
 import type { EventMeta } from "../domain/commands";
-import { lostToDuplicate, PARKED_RESULT, queueNotifications, writeAudit, writeEventRecord, type ApplyOutcome, type PipelineDeps } from "../webhook/applyEvent";
+import { lostToDuplicate, PARKED_RESULT, queueNotifications, resolveLetterOfRecordedEvent, writeAudit, writeEventRecord, type ApplyOutcome, type PipelineDeps } from "../webhook/applyEvent";
 import type { SubscriptionCommand } from "./commands";
 import { DEFAULT_SUBSCRIPTION_OPTIONS, decideSubscription, NO_ENTITLEMENT, type CustomerState, type Entitlement, type Owner, type SubscriptionOptions } from "./machine";
 
@@ -44,7 +44,10 @@ export async function applySubscriptionEvent(
     return await db.runTransaction(async (tx) => {
       // One round trip for the event's own records and the user its customer maps to.
       const [[existing, letter], owners] = await Promise.all([tx.getAll(eventRef, letterRef), tx.get(customersByStripeCustomerId(db, command.customerId))]);
-      if (existing.exists && (!replay || existing.get("result") !== PARKED_RESULT)) return DUPLICATE;
+      if (existing.exists && (!replay || existing.get("result") !== PARKED_RESULT)) {
+        resolveLetterOfRecordedEvent(tx, existing, letter, deps.now());
+        return DUPLICATE;
+      }
       const owner = ownerOf(owners);
       const { subscriptions, plans } = owner.found === "one" ? await readUser(tx, db, owner.customer.uid, command) : { subscriptions: new Map(), plans: new Map() };
       const now = deps.now();

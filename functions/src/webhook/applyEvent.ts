@@ -34,6 +34,17 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 export const PARKED_RESULT = "dead_lettered";
 
 /**
+ * A copy of an event that is already recorded changes nothing, except a dead letter an earlier copy left
+ * although the event applied (its commit landed but the answer was lost, and the failure was counted):
+ * that letter is resolved, so the console does not show a failure Stripe has stopped retrying. A parked
+ * event's letter stays for its replay.
+ */
+export function resolveLetterOfRecordedEvent(tx: Pick<TransactionLike, "update">, event: DocumentSnapshot, letter: DocumentSnapshot, now: Date): void {
+  if (!event.exists || event.get("result") === PARKED_RESULT) return;
+  if (letter.exists && letter.get("status") !== "replayed") tx.update(letter.ref, { status: "replayed", resolvedAt: now });
+}
+
+/**
  * Applies one verified, translated event in ONE transaction that reads `webhookEvents/{eventId}` first
  * and `create()`s it: a later copy finds it and changes nothing, a concurrent one fails that create. Throws DeferredError when the event cannot apply yet, TransientError on Firestore trouble.
  */
@@ -60,7 +71,10 @@ export async function applyEvent(
       const letterRef = deadLetterRef(db, meta.id);
       // One round trip for everything the event's id and order id name; the stock comes after.
       const [existing, letter, byIdSnapshot] = await tx.getAll(eventRef, letterRef, ...(byId !== null ? [orderRef(db, byId).withConverter(null)] : []));
-      if (existing.exists && (!replay || existing.get("result") !== PARKED_RESULT)) return DUPLICATE;
+      if (existing.exists && (!replay || existing.get("result") !== PARKED_RESULT)) {
+        resolveLetterOfRecordedEvent(tx, existing, letter, deps.now());
+        return DUPLICATE;
+      }
       const named = byId !== null ? orderFromSnapshot(byIdSnapshot) : null;
       const order =
         ref === null

@@ -23,7 +23,7 @@ import {
   waitForOrderStatus,
 } from "../helpers/emulator";
 import { replayDeadLetter } from "../../src/webhook/replay";
-import { invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
+import { appliedButUnacknowledged, invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { checkoutSession, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /** Issue 4: failures are visible and recoverable. */
@@ -59,14 +59,19 @@ async function call(name: string, data: unknown, token: string | null): Promise<
   return { status: response.status, ...((await response.json()) as Omit<CallResult, "status">) };
 }
 
+/** A reserved order of `qty` units of a new product with 10 in stock, and the event that pays it. */
+async function reservedAndPaid(qty: number, amount: number) {
+  const sku = uniqueId("sku");
+  const orderId = uniqueId("order");
+  await seedProduct(sku, 10);
+  await createOrder({ id: orderId, items: [{ sku, qty }], amount });
+  await waitForOrderStatus(orderId, "reserved");
+  return { sku, orderId, paid: event("payment_intent.succeeded", paymentIntent({ amount, orderId })) };
+}
+
 describe("operations: failures are visible and recoverable", () => {
   it("answers 500 when Firestore is unavailable, counts the attempt, and recovers on redelivery", async () => {
-    const sku = uniqueId("sku");
-    const orderId = uniqueId("order");
-    await seedProduct(sku, 10);
-    await createOrder({ id: orderId, items: [{ sku, qty: 4 }], amount: 1200 });
-    await waitForOrderStatus(orderId, "reserved");
-    const paid = event("payment_intent.succeeded", paymentIntent({ amount: 1200, orderId }));
+    const { sku, paid } = await reservedAndPaid(4, 1200);
 
     const outage = await invoke(webhookDeps(unavailableOnce(db())), paid);
     expect(outage.status).to.equal(500);
@@ -83,12 +88,7 @@ describe("operations: failures are visible and recoverable", () => {
   });
 
   it("replays a dead letter left by transient failures (no webhookEvents record yet): applied once, letter resolved", async () => {
-    const sku = uniqueId("sku");
-    const orderId = uniqueId("order");
-    await seedProduct(sku, 10);
-    await createOrder({ id: orderId, items: [{ sku, qty: 2 }], amount: 800 });
-    await waitForOrderStatus(orderId, "reserved");
-    const paid = event("payment_intent.succeeded", paymentIntent({ amount: 800, orderId }));
+    const { sku, orderId, paid } = await reservedAndPaid(2, 800);
     expect((await invoke(webhookDeps(unavailableOnce(db())), paid)).status).to.equal(500);
     expect((await db().collection("webhookEvents").doc(paid.id).get()).exists).to.equal(false);
 
@@ -98,6 +98,22 @@ describe("operations: failures are visible and recoverable", () => {
     expect((await db().collection("deadLetters").doc(paid.id).get()).get("status")).to.equal("replayed");
     expect(await productData(sku)).to.deep.equal({ stock: 8, reserved: 0 });
     expect((await replayDeadLetter(webhookDeps(db()), paid.id)).status).to.equal("duplicate");
+    expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(1);
+  });
+
+  it("resolves the dead letter of a delivery whose commit landed but whose answer was lost, when Stripe redelivers", async () => {
+    const { sku, paid } = await reservedAndPaid(3, 900);
+
+    const lost = await invoke(webhookDeps(appliedButUnacknowledged(db())), paid);
+    expect(lost.status).to.equal(500);
+    expect((await db().collection("webhookEvents").doc(paid.id).get()).get("result")).to.equal("finalized");
+    expect((await db().collection("deadLetters").doc(paid.id).get()).data()).to.include({ attempts: 1, status: "retrying" });
+
+    const redelivery = await deliver(paid);
+    expect(redelivery.status).to.equal(200);
+    expect(redelivery.body).to.include({ status: "duplicate" });
+    expect((await db().collection("deadLetters").doc(paid.id).get()).data()).to.include({ attempts: 1, status: "replayed" });
+    expect(await productData(sku)).to.deep.equal({ stock: 7, reserved: 0 });
     expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(1);
   });
 

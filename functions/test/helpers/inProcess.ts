@@ -89,6 +89,20 @@ export function beforeFirstCommit(real: Firestore, hook: () => Promise<unknown>)
   });
 }
 
+/**
+ * The answer to a commit that landed is lost: the first commit through `real` is applied, then rejects
+ * as Firestore does when unavailable. A lone delivery that made it answers 500 and counts a failed attempt.
+ */
+export function appliedButUnacknowledged(real: Firestore): Firestore {
+  let lost = false;
+  return withCommits(real, async (commit) => {
+    const applied = await commit();
+    if (lost) return applied;
+    lost = true;
+    throw Object.assign(new Error("14 UNAVAILABLE: injected lost answer"), { code: 14 });
+  });
+}
+
 /** `real`, with every `batch().commit()` going through `around`. */
 function withCommits(real: Firestore, around: (commit: () => Promise<WriteResult[]>) => Promise<WriteResult[]>): Firestore {
   return new Proxy(real, {
