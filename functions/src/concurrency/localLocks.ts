@@ -23,6 +23,8 @@ export class LocalLocks {
   private readonly queues = new Map<string, Array<() => void>>();
   /** Work and reads in flight that later calls with the same key share (`coalesce`, `sharedRead`). */
   private readonly flights = new Map<string, { startedAt: number; promise: Promise<unknown> }>();
+  /** What this instance last saw of a figure that only steers a choice (see `LockScope.hint`). */
+  private readonly hints = new Map<string, number>();
   private readonly groups = new WeakMap<Firestore, GroupCommit>();
 
   /**
@@ -69,6 +71,19 @@ export class LocalLocks {
     return { promise, leader: true };
   }
 
+  /** @internal See LockScope.hint. */
+  hint(key: string): number | undefined {
+    return this.coordination.localKeys ? this.hints.get(key) : undefined;
+  }
+
+  /** @internal See LockScope.noteHint. */
+  noteHint(key: string, value: number): void {
+    if (!this.coordination.localKeys) return;
+    // A bound, not a cache to evict from carefully: a hint that is gone only costs one read to learn again.
+    if (this.hints.size >= MAX_HINTS && !this.hints.has(key)) this.hints.clear();
+    this.hints.set(key, value);
+  }
+
   /** This instance's group commit on `db`: the transactions its requests run together (see GroupCommit). */
   transactions(db: Firestore): GroupCommit {
     let group = this.groups.get(db);
@@ -82,6 +97,11 @@ export class LocalLocks {
   /** How many keys are held: for tests and diagnostics. */
   get heldCount(): number {
     return this.queues.size;
+  }
+
+  /** @internal Whether some request of this instance holds `key`. */
+  isLocked(key: string): boolean {
+    return this.coordination.localKeys && this.queues.has(key);
   }
 
   /** @internal */
@@ -156,6 +176,18 @@ export class LockScope {
     this.staleSince.set(key, performance.now());
   }
 
+  /**
+   * What this instance last noted for `key` (see noteHint), or undefined. A hint steers which document
+   * a request tries first, never what it decides: it may be old, and other instances never update it.
+   */
+  hint(key: string): number | undefined {
+    return this.locks.hint(key);
+  }
+
+  noteHint(key: string, value: number): void {
+    this.locks.noteHint(key, value);
+  }
+
   /** Waits for every key not yet held, in sorted order. Never call it inside a transaction. */
   async acquire(...keys: string[]): Promise<void> {
     for (const key of [...new Set(keys)].sort()) {
@@ -186,6 +218,11 @@ export class LockScope {
     return this.held.has(key);
   }
 
+  /** Another request of this instance holds `key` (so it is writing that document, or about to). */
+  heldByOther(key: string): boolean {
+    return !this.held.has(key) && this.locks.isLocked(key);
+  }
+
   release(key: string): void {
     if (this.held.delete(key)) this.locks.unlock(key);
   }
@@ -207,6 +244,9 @@ export class LockScope {
     await this.acquire(...wanted, ...later);
   }
 }
+
+/** Hints kept per instance: a sharded product has at most 500 shards (configureStockShards). */
+const MAX_HINTS = 10_000;
 
 /** How many times a transaction may give up its attempt to wait for local keys before it fails. */
 const MAX_LOCK_ROUNDS = 10;

@@ -184,9 +184,9 @@ const CANDIDATES_TRIED = 3;
  * together, the fewest that do, each giving what it has.
  *
  * The transaction reads as few shards as it can, each one a round trip and, once written, a guard its
- * commit depends on: the first one nobody here holds; if that one is short, a lock-free read of all the
- * others (one consistent snapshot) finds candidates, and only those are read in the transaction. Only
- * the chosen shards are held.
+ * commit depends on: the first one nobody here holds and this instance last saw with enough units; if
+ * there is none, or that one is short, a lock-free read of all the others (one consistent snapshot)
+ * finds candidates, and only those are read in the transaction. Only the chosen shards are held.
  *
  * When that snapshot shows too few units in all shards together, the order is refused on it, without
  * locking every shard: a refusal writes no stock, so it can never oversell; at worst it misses a unit
@@ -194,7 +194,8 @@ const CANDIDATES_TRIED = 3;
  * instead would make every sale of the product wait for every refusal, exactly when a sale sells out.
  */
 async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope, sku: string, n: number, request: StockRequest): Promise<ShardPlan> {
-  // A shared snapshot must have been read after this attempt began choosing: never older than its own reads.
+  // A shared snapshot must have been read after this attempt began choosing: never older than its own
+  // reads of these shards. Before it has read any, a snapshot in flight will do.
   const choosing = performance.now();
   const qty = request.quantities.get(sku) ?? 0;
   const key = (shard: number) => lockKeys.shard(sku, shard);
@@ -203,10 +204,32 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
     ref: snapshot.ref,
     level: { stock: toCount(snapshot.get("stock")), reserved: toCount(snapshot.get("reserved")) },
   });
-  const read = async (shards: number[]): Promise<ShardChoice[]> =>
-    (await tx.getAll(...shards.map((shard) => stockShardRef(db, sku, shard)))).map((snapshot, i) => toChoice(shards[i], snapshot));
   const available = (choice: ShardChoice) => Math.max(0, choice.level.stock - choice.level.reserved);
   const fits = (choice: ShardChoice) => available(choice) >= qty;
+  // What this instance last saw of each shard steers which one is tried first: a shard it saw short is
+  // not read in the transaction again (a wasted read, and a guard other instances' sales would fail),
+  // until a snapshot shows it has units again. Decisions still rest on this transaction's own reads.
+  const note = (choice: ShardChoice, taking = 0) => scope.noteHint(key(choice.shard), available(choice) - taking);
+  const seemsToFit = (shard: number) => (scope.hint(key(shard)) ?? qty) >= qty;
+  // A shard another request here holds is counted with what that request left when it chose it (its
+  // hint), if that is less: the snapshot may predate its commit. Units only such requests are taking are
+  // not waited for, so the last buyers of a sell-out are refused at once instead of queueing for shards
+  // that will be empty. That refusal may miss a unit its holder ends up not taking, as any refusal may
+  // miss a unit released a moment after its snapshot. Only refusals rest on these figures: a shard that
+  // is chosen is read in the transaction.
+  const afterLocalHolder = (shard: number, choice: ShardChoice): ShardChoice => {
+    const left = scope.hint(key(shard));
+    if (!scope.heldByOther(key(shard)) || left === undefined || left >= available(choice)) {
+      note(choice);
+      return choice;
+    }
+    return { ...choice, level: { stock: choice.level.stock, reserved: choice.level.stock - Math.max(0, left) } };
+  };
+  const read = async (shards: number[]): Promise<ShardChoice[]> => {
+    const choices = (await tx.getAll(...shards.map((shard) => stockShardRef(db, sku, shard)))).map((snapshot, i) => toChoice(shards[i], snapshot));
+    choices.forEach((choice) => note(choice));
+    return choices;
+  };
   const whole = (choice: ShardChoice): ShardPlan => ({ level: choice.level, parts: [{ shard: choice.shard, ref: choice.ref, units: qty }] });
   const held = request.held?.[sku];
   if (held !== undefined) {
@@ -222,11 +245,16 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   const probe = Array.from({ length: n }, (_, i) => (start + i) % n);
   const tried: ShardChoice[] = [];
   // Reads one shard this request holds. It keeps the key even if the shard is short: the read holds
-  // the document in Firestore until commit, and nobody here should write it before then.
+  // the document in Firestore until commit, and nobody here should write it before then. While the read
+  // is in flight, the hint already counts the units this request means to take (see afterLocalHolder).
   const attempt = async (shard: number): Promise<ShardChoice | null> => {
+    const expected = scope.hint(key(shard));
+    if (expected !== undefined) scope.noteHint(key(shard), expected - qty);
     const [choice] = await read([shard]);
     tried.push(choice);
-    return fits(choice) ? choice : null;
+    if (!fits(choice)) return null;
+    note(choice, qty);
+    return choice;
   };
 
   // Keys of this SKU held from an earlier attempt (or waited for) and not read now are let go.
@@ -235,7 +263,7 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
     return plan;
   };
 
-  const preferred = probe.find((shard) => scope.tryAcquire(key(shard)));
+  const preferred = probe.find((shard) => seemsToFit(shard) && scope.tryAcquire(key(shard)));
   if (preferred !== undefined) {
     const choice = await attempt(preferred);
     if (choice !== null) return choose(whole(choice));
@@ -246,8 +274,8 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   // snapshot is at most one round trip older than an own one, which a refusal already allows for.
   const snapshotKey = `shards:${sku}/${n}`;
   // In shard order, not this request's probe order: the requests that share it probe from other starts.
-  const snapshot = await scope.sharedRead(snapshotKey, () => db.getAll(...Array.from({ length: n }, (_, shard) => stockShardRef(db, sku, shard))), choosing);
-  const unlocked = others.map((shard) => toChoice(shard, snapshot[shard]));
+  const snapshot = await scope.sharedRead(snapshotKey, () => db.getAll(...Array.from({ length: n }, (_, shard) => stockShardRef(db, sku, shard))), tried.length > 0 ? choosing : -Infinity);
+  const unlocked = others.map((shard) => afterLocalHolder(shard, toChoice(shard, snapshot[shard])));
   const candidates = unlocked.filter(fits).map((c) => c.shard);
   const busy: number[] = [];
   for (const shard of candidates) {

@@ -176,6 +176,86 @@ describe("one instance under concurrent load", () => {
     for (const level of levels) expect(level.stock).to.be.at.least(0);
   });
 
+  /** An order id whose reservation starts its probe of `sku`'s `n` shards at `shard`. */
+  const idStartingAt = (sku: string, n: number, shard: number) => {
+    for (;;) {
+      const id = uniqueId("order");
+      if (startShard(id, sku, n) === shard) return id;
+    }
+  };
+
+  /** LocalLocks that count how often a request waits for `key`. */
+  function countingWaitsFor(key: string): { locks: LocalLocks; waits: () => number } {
+    let waits = 0;
+    const locks = new (class extends LocalLocks {
+      override lock(wanted: string): Promise<void> {
+        if (wanted === key) waits += 1;
+        return super.lock(wanted);
+      }
+    })();
+    return { locks, waits: () => waits };
+  }
+
+  /** `real`, counting the stock shard documents its `getAll` reads (in transactions and snapshots alike). */
+  function countingShardReads(real: ReturnType<typeof db>): { db: ReturnType<typeof db>; reads: () => number } {
+    let reads = 0;
+    const counted = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === "getAll") {
+          return (...args: Parameters<typeof real.getAll>) => {
+            reads += args.filter((a) => typeof a === "object" && a !== null && "path" in a && String(a.path).includes("/stockShards/")).length;
+            return target.getAll(...args);
+          };
+        }
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    return { db: counted, reads: () => reads };
+  }
+
+  it("does not read again a shard the instance saw sold out: five buyers starting at one shard of four read five shards and one snapshot", async () => {
+    const sku = uniqueId("flash");
+    await withTriggersPaused(async () => {
+      await seedProduct(sku, 4);
+      await configureStockShards(db(), sku, 4);
+      const ids = Array.from({ length: 5 }, () => idStartingAt(sku, 4, 0));
+      await Promise.all(ids.map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
+      const counted = countingShardReads(db());
+      const deps = { db: counted.db, now: () => new Date(), locks: new LocalLocks() };
+      const outcomes: string[] = [];
+      for (const id of ids) outcomes.push(await reserveStockForOrder(deps, id));
+      expect(outcomes).to.deep.equal(["reserved", "reserved", "reserved", "reserved", "out_of_stock"]);
+      // One shard each for the four sales (without the hints: shard 0 again, then a snapshot, 24 reads),
+      // and the refusal on one snapshot of all four.
+      expect(counted.reads()).to.equal(4 + 4);
+      expect(total(await shards(sku))).to.deep.equal({ stock: 4, reserved: 4 });
+    });
+  });
+
+  it("refuses at once a buyer whose only units another request of the instance is taking, instead of waiting for that shard", async () => {
+    const sku = uniqueId("flash");
+    await withTriggersPaused(async () => {
+      await seedProduct(sku, 2);
+      await configureStockShards(db(), sku, 2);
+      await stockShardRef(db(), sku, 1).update({ stock: 0 });
+      const buyer = idStartingAt(sku, 2, 0);
+      await createOrder({ id: buyer, items: [{ sku, qty: 1 }], amount: 500 });
+      const { locks, waits } = countingWaitsFor(lockKeys.shard(sku, 0));
+      // Another request of this instance chose shard 0 for its one unit, and has not committed yet.
+      const holder = locks.scope();
+      expect(holder.tryAcquire(lockKeys.shard(sku, 0))).to.equal(true);
+      holder.noteHint(lockKeys.shard(sku, 0), 0);
+      let answered = false;
+      const outcome = reserveStockForOrder({ db: db(), now: () => new Date(), locks }, buyer).finally(() => (answered = true));
+      await eventually("the buyer to be answered, or to wait for shard 0", async () => answered || waits() > 0);
+      holder.releaseAll();
+      // Had it waited, it would have found the unit the holder never took, and been sold it.
+      expect([await outcome, waits()]).to.deep.equal(["out_of_stock", 0]);
+      expect((await stockShardRef(db(), sku, 0).get()).data()).to.include({ stock: 1, reserved: 0 });
+    });
+  });
+
   it("gives two reservations that share one shard snapshot each shard's own figures, whatever shard each starts from", async () => {
     const sku = uniqueId("flash");
     await withTriggersPaused(async () => {
@@ -185,28 +265,16 @@ describe("one instance under concurrent load", () => {
       const shardRef = (n: number) => stockShardRef(db(), sku, n);
       await Promise.all([shardRef(0).update({ stock: 2 }), shardRef(1).update({ stock: 0 }), shardRef(2).update({ stock: 0 })]);
       // A starts its probe at shard 0, B at shard 2: they read the snapshot in different orders.
-      const idStartingAt = (shard: number) => {
-        for (;;) {
-          const id = uniqueId("order");
-          if (startShard(id, sku, 3) === shard) return id;
-        }
-      };
-      const [a, b] = [idStartingAt(0), idStartingAt(2)];
+      const [a, b] = [idStartingAt(sku, 3, 0), idStartingAt(sku, 3, 2)];
       await Promise.all([a, b].map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
       // Another request of the instance holds shard 0, so both go to the snapshot and then wait for it.
-      let waits = 0;
-      const locks = new (class extends LocalLocks {
-        override lock(key: string): Promise<void> {
-          if (key === lockKeys.shard(sku, 0)) waits += 1;
-          return super.lock(key);
-        }
-      })();
+      const { locks, waits } = countingWaitsFor(lockKeys.shard(sku, 0));
       const holder = locks.scope();
       expect(holder.tryAcquire(lockKeys.shard(sku, 0))).to.equal(true);
       const deps = { db: db(), now: () => new Date(), locks };
       const outcomes = Promise.all([a, b].map((id) => reserveStockForOrder(deps, id)));
       // Both wait for shard 0 (a request that misread the snapshot would be refused instead).
-      await eventually("both reservations to wait for shard 0, or one to be refused", async () => waits >= 2 || (await statusesOf([a, b])).out_of_stock);
+      await eventually("both reservations to wait for shard 0, or one to be refused", async () => waits() >= 2 || (await statusesOf([a, b])).out_of_stock);
       holder.releaseAll();
       expect(await outcomes).to.deep.equal(["reserved", "reserved"]);
       expect((await shardRef(0).get()).data()).to.include({ stock: 2, reserved: 2 });

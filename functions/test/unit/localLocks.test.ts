@@ -202,5 +202,41 @@ describe("LocalLocks (per-instance coordination)", () => {
       const keys = [lockKeys.shard("a", 1), lockKeys.product("z"), lockKeys.order("o"), lockKeys.product("b")];
       expect([...keys].sort()).to.deep.equal([lockKeys.order("o"), lockKeys.product("b"), lockKeys.product("z"), lockKeys.shard("a", 1)]);
     });
+
+    it("heldByOther is true only for a key another scope of the instance holds", () => {
+      const locks = new LocalLocks();
+      const [a, b] = [locks.scope(), locks.scope()];
+      expect(a.tryAcquire("3:shard:x/0")).to.equal(true);
+      expect([a.heldByOther("3:shard:x/0"), b.heldByOther("3:shard:x/0"), b.heldByOther("3:shard:x/1")]).to.deep.equal([false, true, false]);
+      a.releaseAll();
+      expect(b.heldByOther("3:shard:x/0")).to.equal(false);
+    });
+  });
+
+  describe("hints", () => {
+    it("are shared by the scopes of one instance, and the last note wins", () => {
+      const locks = new LocalLocks();
+      const [a, b] = [locks.scope(), locks.scope()];
+      expect(a.hint("3:shard:x/0")).to.equal(undefined);
+      a.noteHint("3:shard:x/0", 4);
+      b.noteHint("3:shard:x/0", 3);
+      expect([a.hint("3:shard:x/0"), b.hint("3:shard:x/0"), new LocalLocks().scope().hint("3:shard:x/0")]).to.deep.equal([3, 3, undefined]);
+    });
+
+    it("are off with the local keys (the bench's knob): nothing is noted, and no key is held by another", () => {
+      const locks = new LocalLocks(undefined, { localKeys: false });
+      const [a, b] = [locks.scope(), locks.scope()];
+      a.noteHint("3:shard:x/0", 4);
+      a.tryAcquire("3:shard:x/0");
+      expect([a.hint("3:shard:x/0"), b.heldByOther("3:shard:x/0")]).to.deep.equal([undefined, false]);
+    });
+
+    it("stay bounded: past 10,000 keys they start again from empty", () => {
+      const scope = new LocalLocks().scope();
+      for (let n = 0; n < 10_000; n++) scope.noteHint(`3:shard:x/${n}`, n);
+      expect(scope.hint("3:shard:x/0")).to.equal(0);
+      scope.noteHint("3:shard:y/0", 7);
+      expect([scope.hint("3:shard:x/0"), scope.hint("3:shard:y/0")]).to.deep.equal([undefined, 7]);
+    });
   });
 });
