@@ -38,7 +38,7 @@ async function applyToOrder(
       const order = (await tx.get(ref)).data();
       if (order === undefined) return "missing";
       if (order.status !== "pending" && order.status !== "reserved") return "skipped";
-      const plan = await planStock(tx, db, stockRequestFor(order), scope);
+      const plan = await planStock(tx, db, { ...stockRequestFor(order), refuseOnLocalTakings: true }, scope);
       const now = deps.now();
       const decision = decideFor(order, plan.levels, now);
       if (decision.kind === "skip") return "skipped";

@@ -52,6 +52,12 @@ export interface StockRequest {
   reserved?: boolean;
   /** Spreads orders over shards deterministically (the order id). */
   key: string;
+  /**
+   * A new reservation (the trigger's): it may be refused without waiting for units that another request
+   * of this instance is taking (see chooseShards). A payment waits for them instead: refusing it sends a
+   * paid order to review.
+   */
+  refuseOnLocalTakings?: boolean;
 }
 
 /** Shards an order's units are in, and whether they are its live reservation. */
@@ -194,8 +200,9 @@ const CANDIDATES_TRIED = 3;
  * instead would make every sale of the product wait for every refusal, exactly when a sale sells out.
  */
 async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope, sku: string, n: number, request: StockRequest): Promise<ShardPlan> {
-  // A shared snapshot must have been read after this attempt began choosing: never older than its own
-  // reads of these shards. Before it has read any, a snapshot in flight will do.
+  // A shared snapshot must have been read after this attempt began choosing: never older than this
+  // attempt's reads of these shards. Before it has read any, a snapshot in flight will do (a rerun after
+  // finding one stale only joins a newer one, see sharedReadWasStale).
   const choosing = performance.now();
   const qty = request.quantities.get(sku) ?? 0;
   const key = (shard: number) => lockKeys.shard(sku, shard);
@@ -208,19 +215,19 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   const fits = (choice: ShardChoice) => available(choice) >= qty;
   // What this instance last saw of each shard steers which one is tried first: a shard it saw short is
   // not read in the transaction again (a wasted read, and a guard other instances' sales would fail),
-  // until a snapshot shows it has units again. Decisions still rest on this transaction's own reads.
-  const note = (choice: ShardChoice, taking = 0) => scope.noteHint(key(choice.shard), available(choice) - taking);
+  // until a snapshot shows it has units again. A sale or a stock change is decided only on this
+  // transaction's own reads; a refusal may rest on a snapshot, and for a new reservation on takings.
+  const note = (choice: ShardChoice) => scope.noteHint(key(choice.shard), available(choice));
   const seemsToFit = (shard: number) => (scope.hint(key(shard)) ?? qty) >= qty;
-  // A shard another request here holds is counted with what that request left when it chose it (its
-  // hint), if that is less: the snapshot may predate its commit. Units only such requests are taking are
-  // not waited for, so the last buyers of a sell-out are refused at once instead of queueing for shards
-  // that will be empty. That refusal may miss a unit its holder ends up not taking, as any refusal may
-  // miss a unit released a moment after its snapshot. Only refusals rest on these figures: a shard that
-  // is chosen is read in the transaction.
+  // A new reservation counts a shard another request here holds with what that request said it leaves
+  // (its taking), if that is less: the snapshot may predate its commit. Units only such requests are
+  // taking are not waited for, so the last buyers of a sell-out are refused at once instead of queueing
+  // for shards that will be empty. Such a refusal misses a unit its holder ends up not taking (its own
+  // order refused for another line, say): contract deviation 13.
   const afterLocalHolder = (shard: number, choice: ShardChoice): ShardChoice => {
-    const left = scope.hint(key(shard));
-    if (!scope.heldByOther(key(shard)) || left === undefined || left >= available(choice)) {
-      note(choice);
+    const left = request.refuseOnLocalTakings === true ? scope.leftByHolder(key(shard)) : undefined;
+    if (left === undefined || left >= available(choice)) {
+      if (!scope.heldByOther(key(shard))) note(choice);
       return choice;
     }
     return { ...choice, level: { stock: choice.level.stock, reserved: choice.level.stock - Math.max(0, left) } };
@@ -246,15 +253,16 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   const tried: ShardChoice[] = [];
   // Reads one shard this request holds. It keeps the key even if the shard is short: the read holds
   // the document in Firestore until commit, and nobody here should write it before then. While the read
-  // is in flight, the hint already counts the units this request means to take (see afterLocalHolder).
+  // is in flight, its taking already counts the units this request means to take (see afterLocalHolder).
   const attempt = async (shard: number): Promise<ShardChoice | null> => {
     const expected = scope.hint(key(shard));
-    if (expected !== undefined) scope.noteHint(key(shard), expected - qty);
+    if (expected !== undefined) scope.noteTaking(key(shard), expected - qty);
     const [choice] = await read([shard]);
     tried.push(choice);
-    if (!fits(choice)) return null;
-    note(choice, qty);
-    return choice;
+    const left = available(choice) - (fits(choice) ? qty : 0);
+    scope.noteTaking(key(shard), left);
+    scope.noteHint(key(shard), left);
+    return fits(choice) ? choice : null;
   };
 
   // Keys of this SKU held from an earlier attempt (or waited for) and not read now are let go.
@@ -297,8 +305,15 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   }
   const split = await splitLine(sku, qty, tried, unlocked, read, scope, () => scope.sharedReadWasStale(snapshotKey));
   if (split !== null) return choose(split);
-  // Only a snapshot without enough units in all shards together refuses.
-  return choose(whole(tried[0] ?? unlocked[0]));
+  // Only a snapshot without enough units in all shards together refuses. The plan's target is a shard
+  // read in this transaction, as every target is (a restock of a line with no held shard comes this way).
+  if (tried.length > 0) return choose(whole(tried[0]));
+  const target = unlocked.find((c) => !scope.heldByOther(key(c.shard))) ?? unlocked[0];
+  if (target === undefined) throw new Error(`products/${sku} has no stock shards to choose from`);
+  scope.require(key(target.shard));
+  const [fresh] = await read([target.shard]);
+  tried.push(fresh);
+  return choose(whole(fresh));
 }
 
 /**

@@ -279,6 +279,8 @@ describe("the payment lifecycle on the emulators", () => {
     expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(0);
     expect((await db().collection("notifications").doc(`dead_letter:${paid.id}`).get()).get("kind")).to.equal("admin_alert");
     expect((await deliver(paid)).body.status).to.equal("duplicate");
+    // A parked event's letter waits for its replay: a later copy does not resolve it.
+    expect((await db().collection("deadLetters").doc(paid.id).get()).data()).to.include({ attempts: 5, status: "dead", retryable: false });
   });
 });
 
