@@ -216,7 +216,8 @@ export class LockScope {
   /** What another scope holding `key` said it leaves of the document (see noteTaking), or undefined. */
   leftByHolder(key: string): number | undefined {
     const taking = this.locks.taking(key);
-    return taking !== undefined && taking.scope !== this && taking.scope.holds(key) ? taking.left : undefined;
+    // A taking lives only while its scope holds the key (noteTaking, release): no need to ask that scope.
+    return taking !== undefined && taking.scope !== this ? taking.left : undefined;
   }
 
   /** Waits for every key not yet held, in sorted order. Never call it inside a transaction. */

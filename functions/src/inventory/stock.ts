@@ -309,7 +309,6 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   // read in this transaction, as every target is (a restock of a line with no held shard comes this way).
   if (tried.length > 0) return choose(whole(tried[0]));
   const target = unlocked.find((c) => !scope.heldByOther(key(c.shard))) ?? unlocked[0];
-  if (target === undefined) throw new Error(`products/${sku} has no stock shards to choose from`);
   scope.require(key(target.shard));
   const [fresh] = await read([target.shard]);
   tried.push(fresh);

@@ -33,6 +33,11 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** The webhookEvents result of an event parked in deadLetters: the only decided event a replay may re-apply. */
 export const PARKED_RESULT = "dead_lettered";
 
+/** A `webhookEvents` record of an event that was decided (applied, ignored, rejected), not one parked for replay. */
+export function isDecidedRecord(event: DocumentSnapshot): boolean {
+  return event.exists && event.get("result") !== PARKED_RESULT;
+}
+
 /**
  * A copy of an event that is already recorded changes nothing, except a dead letter an earlier copy left
  * although the event applied (its commit landed but the answer was lost, and the failure was counted):
@@ -40,7 +45,7 @@ export const PARKED_RESULT = "dead_lettered";
  * event's letter stays for its replay.
  */
 export function resolveLetterOfRecordedEvent(tx: Pick<TransactionLike, "update">, event: DocumentSnapshot, letter: DocumentSnapshot, now: Date): void {
-  if (!event.exists || event.get("result") === PARKED_RESULT) return;
+  if (!isDecidedRecord(event)) return;
   if (letter.exists && letter.get("status") !== "replayed") tx.update(letter.ref, { status: "replayed", resolvedAt: now });
 }
 

@@ -3,7 +3,7 @@ import { deadLetterRef, type DeadLetter, type DeadLetterStatus } from "../collec
 import { webhookEventRef } from "../collections/webhookEvents";
 import type { EventMeta } from "../domain/commands";
 import { DeferredError, type AppError } from "../errors";
-import { PARKED_RESULT, queueNotifications, resolveLetterOfRecordedEvent, writeEventRecord, type PipelineDeps } from "./applyEvent";
+import { isDecidedRecord, PARKED_RESULT, queueNotifications, resolveLetterOfRecordedEvent, writeEventRecord, type PipelineDeps } from "./applyEvent";
 
 export interface FailureOptions {
   /** Failed deliveries of one event before its dead letter is `dead`. */
@@ -41,7 +41,7 @@ export async function recordFailedDelivery(
     // The event is recorded, so the failing delivery applied it (its commit landed, its answer was
     // lost) or a concurrent copy did: nothing failed that a retry must fix. Stripe's redelivery answers
     // `duplicate`; a letter an earlier count left is resolved.
-    if (event.exists && event.get("result") !== PARKED_RESULT) {
+    if (isDecidedRecord(event)) {
       resolveLetterOfRecordedEvent(tx, event, letter, now);
       return { attempts: letter.exists ? Number(letter.get("attempts") ?? 0) : 0, status: "replayed", parked: false };
     }
