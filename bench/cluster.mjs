@@ -28,8 +28,9 @@ export class Child {
   }
 
   async start(timeoutMs = 60_000) {
-    // BENCH_PROF=/dir: the function servers write V8 CPU profiles there (read them with DevTools).
-    const profile = this.file.endsWith("server.mjs") && process.env.BENCH_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+    // BENCH_PROF=/dir: the function servers and reservation workers write V8 CPU profiles there (read
+    // them with DevTools).
+    const profile = process.env.BENCH_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
     this.proc = fork(this.file, [], { execArgv: profile, env: this.env, stdio: ["ignore", "inherit", "inherit", "ipc"] });
     this.proc.on("message", (m) => {
       const waiter = m?.id !== undefined ? this.pending.get(m.id) : undefined;
