@@ -2,6 +2,7 @@ import type { Firestore } from "firebase-admin/firestore";
 import { ORDERS, orderRef, type Order } from "./collections/orders";
 import { lockKeys, runTransactionWithLocks, type LocalLocks } from "./concurrency/localLocks";
 import type { StockLevel } from "./collections/products";
+import { SOLD_OUT_FRESH_MS } from "./collections/soldOut";
 import { decideAbandonedRelease, decideReservation, type AbandonPolicy, type ReservationDecision } from "./domain/reservation";
 import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
 import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
@@ -11,6 +12,8 @@ export interface ReservationDeps {
   now: () => Date;
   /** This instance's locks (shared with the webhook): see LocalLocks. */
   locks: LocalLocks;
+  /** How old a sold-out marker may refuse a new reservation (SOLD_OUT_FRESH_MS when absent; tests pin it). */
+  soldOutFreshMs?: number;
 }
 
 export type ReservationOutcome = "reserved" | "out_of_stock" | "canceled" | "skipped" | "missing";
@@ -38,7 +41,7 @@ async function applyToOrder(
       const order = (await tx.get(ref)).data();
       if (order === undefined) return "missing";
       if (order.status !== "pending" && order.status !== "reserved") return "skipped";
-      const plan = await planStock(tx, db, { ...stockRequestFor(order), refuseOnLocalTakings: true }, scope);
+      const plan = await planStock(tx, db, { ...stockRequestFor(order), refuseOnLocalTakings: true, soldOutFreshMs: deps.soldOutFreshMs ?? SOLD_OUT_FRESH_MS }, scope);
       const now = deps.now();
       const decision = decideFor(order, plan.levels, now);
       if (decision.kind === "skip") return "skipped";

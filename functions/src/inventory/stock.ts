@@ -2,6 +2,7 @@ import { performance } from "node:perf_hooks";
 import { createHash } from "node:crypto";
 import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
 import { productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
+import { soldOutRef, soldOutRefuses } from "../collections/soldOut";
 import type { StockChange } from "../domain/orderMachine";
 import { toCount } from "../collections/firestoreValues";
 import { quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
@@ -58,6 +59,12 @@ export interface StockRequest {
    * paid order to review.
    */
   refuseOnLocalTakings?: boolean;
+  /**
+   * With `refuseOnLocalTakings`: a sharded line may also be refused on a sold-out marker at most this
+   * old (collections/soldOut.ts) instead of on a read of all its shards, and a read of all of them that
+   * finds none available publishes one. Payments never set it, for the same reason as above.
+   */
+  soldOutFreshMs?: number;
 }
 
 /** Shards an order's units are in, and whether they are its live reservation. */
@@ -277,12 +284,35 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
     if (choice !== null) return choose(whole(choice));
   }
   const others = probe.filter((shard) => shard !== preferred);
+  // When this instance last saw every shard short, a new reservation of a product that
+  // another request, of any instance, found sold out less than a second ago is refused on that finding:
+  // during a sell-out each refusal read every shard again, 50 documents, which across instances was half
+  // of all the reads of a flash sale (docs/performance.md). It misses a unit released within that
+  // second, as a snapshot misses one released during its read. A request for which this instance still
+  // knows a shard with units goes to the snapshot at once: the marker would be one more round trip in its
+  // way. A failure to read or write the marker fails the request like any other Firestore failure.
+  let publishSoldOut = false;
+  if (request.refuseOnLocalTakings === true && request.soldOutFreshMs !== undefined && !probe.some(seemsToFit)) {
+    const marker = await scope.sharedRead(`soldOut:${sku}`, () => soldOutRef(db, sku).get());
+    if (soldOutRefuses(marker.data(), n, marker.readTime, request.soldOutFreshMs)) {
+      return choose({ level: { stock: 0, reserved: 0 }, parts: [] });
+    }
+    publishSoldOut = true;
+  }
   // Requests of this instance that need the same snapshot at once share one read: when a product sells
-  // out, every refusal needs it, and 50 shards per refusal was most of what a sell-out cost. A shared
-  // snapshot is at most one round trip older than an own one, which a refusal already allows for.
+  // out, every refusal needs it. A shared snapshot is at most one round trip older than an own one,
+  // which a refusal already allows for.
   const snapshotKey = `shards:${sku}/${n}`;
-  // In shard order, not this request's probe order: the requests that share it probe from other starts.
-  const snapshot = await scope.sharedRead(snapshotKey, () => db.getAll(...Array.from({ length: n }, (_, shard) => stockShardRef(db, sku, shard))), tried.length > 0 ? choosing : -Infinity);
+  const readAll = async () => {
+    // In shard order, not this request's probe order: the requests that share it probe from other starts.
+    const all = await db.getAll(...Array.from({ length: n }, (_, shard) => stockShardRef(db, sku, shard)));
+    // Only the raw figures count: units that requests of this instance are taking may yet stay free.
+    if (publishSoldOut && all.every((s) => toCount(s.get("stock")) - toCount(s.get("reserved")) <= 0)) {
+      await soldOutRef(db, sku).set({ shards: n, at: all[0].readTime });
+    }
+    return all;
+  };
+  const snapshot = await scope.sharedRead(snapshotKey, readAll, tried.length > 0 ? choosing : -Infinity);
   const unlocked = others.map((shard) => afterLocalHolder(shard, toChoice(shard, snapshot[shard])));
   const candidates = unlocked.filter(fits).map((c) => c.shard);
   const busy: number[] = [];

@@ -1,5 +1,7 @@
 import { expect } from "chai";
+import { FieldValue, Timestamp } from "firebase-admin/firestore";
 import { stockShardRef } from "../../src/collections/products";
+import { soldOutRef } from "../../src/collections/soldOut";
 import { DEFAULT_GROUP_COMMIT } from "../../src/concurrency/groupCommit";
 import { LocalLocks, lockKeys } from "../../src/concurrency/localLocks";
 import { startShard } from "../../src/inventory/stock";
@@ -230,6 +232,50 @@ describe("one instance under concurrent load", () => {
       // and the refusal on one snapshot of all four plus the shard its plan names.
       expect(counted.reads()).to.equal(4 + 4 + 1);
       expect(total(await shards(sku))).to.deep.equal({ stock: 4, reserved: 4 });
+    });
+  });
+
+  it("refuses a buyer on another instance's fresh sold-out marker without reading a shard; an old marker, and a payment, read the shards", async () => {
+    const sku = uniqueId("flash");
+    await withTriggersPaused(async () => {
+      await seedProduct(sku, 2);
+      await configureStockShards(db(), sku, 2);
+      const [first, second, third, early, late, later, unreserved] = [0, 1, 0, 1, 1, 1, 0].map((shard) => idStartingAt(sku, 2, shard));
+      await Promise.all([first, second, third, early, late, later, unreserved].map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
+      const now = () => new Date();
+      // Instance A sells both units; seeing both shards empty, it refuses a third buyer on a snapshot of
+      // both, and publishes the marker (it read none).
+      const a = { db: db(), now, locks: new LocalLocks() };
+      expect([await reserveStockForOrder(a, first), await reserveStockForOrder(a, second), await reserveStockForOrder(a, third)]).to.deep.equal(["reserved", "reserved", "out_of_stock"]);
+      const published = (await soldOutRef(db(), sku).get()).data();
+      expect(published?.shards).to.equal(2);
+      // Instance B refuses a buyer on its own snapshot (it had no reason yet to think the product sold out).
+      const b = countingShardReads(db());
+      const bLocks = new LocalLocks();
+      expect(await reserveStockForOrder({ db: b.db, now, locks: bLocks }, early)).to.equal("out_of_stock");
+      // A unit comes back to shard 0 (a release, say).
+      await stockShardRef(db(), sku, 0).update({ stock: FieldValue.increment(1) });
+
+      // B's next buyer: B saw every shard empty, so it reads A's marker (its window pinned wide) and refuses on it.
+      const before = b.reads();
+      expect(await reserveStockForOrder({ db: b.db, now, locks: bLocks, soldOutFreshMs: 60_000 }, late)).to.equal("out_of_stock");
+      expect(b.reads() - before, "shard documents read").to.equal(0);
+
+      // With the default window, once the marker is 5 s old: the snapshot finds the unit.
+      const old = Timestamp.fromMillis(Date.now() - 5000);
+      await soldOutRef(db(), sku).set({ shards: 2, at: old });
+      const beforeOld = b.reads();
+      expect(await reserveStockForOrder({ db: b.db, now, locks: bLocks }, later)).to.equal("reserved");
+      expect(b.reads() - beforeOld, "the snapshot of both shards, then shard 0").to.equal(3);
+      // That snapshot was not sold out: the old marker stays as it was.
+      expect((await soldOutRef(db(), sku).get()).data()?.at.isEqual(old)).to.equal(true);
+
+      // A payment of an order that holds nothing is never refused on a marker: it reads the shards.
+      await stockShardRef(db(), sku, 1).update({ stock: FieldValue.increment(1) });
+      await soldOutRef(db(), sku).set({ shards: 2, at: Timestamp.now() });
+      const paid = await invoke(webhookDeps(db()), event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId: unreserved })));
+      expect([paid.status, paid.body.result]).to.deep.equal([200, "finalized"]);
+      expect(total(await shards(sku))).to.deep.equal({ stock: 3, reserved: 3 });
     });
   });
 

@@ -138,6 +138,7 @@ describe("firestore.rules", () => {
         active: true,
       });
       await setDoc(doc(db, "products", SKU, "stockShards", "0"), { stock: 5, reserved: 1 });
+      await setDoc(doc(db, "products", SKU, "stockHints", "soldOut"), { shards: 2, at: new Date() });
       await setDoc(doc(db, "orders", OWNER_ORDER_ID), {
         userId: OWNER_UID,
         items: [{ sku: SKU, qty: 1 }],
@@ -227,6 +228,12 @@ describe("firestore.rules", () => {
 
     it("signed-out user can list stock shards", async () => {
       await assertSucceeds(getDocs(collection(signedOut(), "products", SKU, "stockShards")));
+    });
+
+    it("no client reads or writes a product's sold-out marker (backend-only)", async () => {
+      await assertFails(getDoc(doc(signedOut(), "products", SKU, "stockHints", "soldOut")));
+      await assertFails(getDoc(doc(owner(), "products", SKU, "stockHints", "soldOut")));
+      await assertFails(setDoc(doc(owner(), "products", SKU, "stockHints", "soldOut"), { shards: 2, at: new Date() }));
     });
 
     it("signed-out user cannot create a product", async () => {
