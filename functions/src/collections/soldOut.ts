@@ -7,8 +7,9 @@ const SOLD_OUT = "soldOut";
 
 /**
  * How long a sold-out marker may refuse new reservations, by Firestore's clock. One second: the
- * marker is rewritten at most about this often during a sell-out, which is the write rate production
- * sustains on one document, and a unit released meanwhile waits at most this long for its next buyer.
+ * marker is rewritten about this often during a sell-out, by one request of all the instances
+ * (publishSoldOut), which is the write rate production sustains on one document, and a unit released
+ * meanwhile waits at most this long for its next buyer.
  */
 export const SOLD_OUT_FRESH_MS = 1000;
 

@@ -2,13 +2,14 @@ import { performance } from "node:perf_hooks";
 import { createHash } from "node:crypto";
 import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
 import { productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
-import { soldOutRef, soldOutRefuses } from "../collections/soldOut";
+import { soldOutRef, soldOutRefuses, type SoldOutMarker } from "../collections/soldOut";
 import type { StockChange } from "../domain/orderMachine";
 import { toCount } from "../collections/firestoreValues";
 import { quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
 import { isDocumentId } from "../domain/ids";
 import type { TransactionLike } from "../concurrency/groupCommit";
 import { lockKeys, LocksWanted, type LockScope } from "../concurrency/localLocks";
+import { isConflict } from "../concurrency/optimistic";
 
 /**
  * Where each SKU's stock is read and written inside a transaction. Unsharded products: the product
@@ -291,28 +292,27 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   // second, as a snapshot misses one released during its read. A request for which this instance still
   // knows a shard with units goes to the snapshot at once: the marker would be one more round trip in its
   // way. A failure to read or write the marker fails the request like any other Firestore failure.
-  let publishSoldOut = false;
+  let seenMarker: DocumentSnapshot<SoldOutMarker> | undefined;
   if (request.refuseOnLocalTakings === true && request.soldOutFreshMs !== undefined && !probe.some(seemsToFit)) {
-    const marker = await scope.sharedRead(`soldOut:${sku}`, () => soldOutRef(db, sku).get());
-    if (soldOutRefuses(marker.data(), n, marker.readTime, request.soldOutFreshMs)) {
+    seenMarker = await scope.sharedRead(`soldOut:${sku}`, () => soldOutRef(db, sku).get());
+    if (soldOutRefuses(seenMarker.data(), n, seenMarker.readTime, request.soldOutFreshMs)) {
       return choose({ level: { stock: 0, reserved: 0 }, parts: [] });
     }
-    publishSoldOut = true;
   }
   // Requests of this instance that need the same snapshot at once share one read: when a product sells
   // out, every refusal needs it. A shared snapshot is at most one round trip older than an own one,
   // which a refusal already allows for.
   const snapshotKey = `shards:${sku}/${n}`;
-  const readAll = async () => {
-    // In shard order, not this request's probe order: the requests that share it probe from other starts.
-    const all = await db.getAll(...Array.from({ length: n }, (_, shard) => stockShardRef(db, sku, shard)));
-    // Only the raw figures count: units that requests of this instance are taking may yet stay free.
-    if (publishSoldOut && all.every((s) => toCount(s.get("stock")) - toCount(s.get("reserved")) <= 0)) {
-      await soldOutRef(db, sku).set({ shards: n, at: all[0].readTime });
-    }
-    return all;
-  };
+  // In shard order, not this request's probe order: the requests that share it probe from other starts.
+  const readAll = () => db.getAll(...Array.from({ length: n }, (_, shard) => stockShardRef(db, sku, shard)));
   const snapshot = await scope.sharedRead(snapshotKey, readAll, tried.length > 0 ? choosing : -Infinity);
+  // Only a request that read the marker publishes, after the shared read rather than inside it: payments
+  // share that snapshot and must never wait for, or fail on, the marker. Only the raw figures count:
+  // units that requests of this instance are taking may yet stay free.
+  if (seenMarker !== undefined && snapshot.every((s) => toCount(s.get("stock")) - toCount(s.get("reserved")) <= 0)) {
+    const marker = seenMarker;
+    await scope.sharedRead(`soldOutWrite:${sku}`, () => publishSoldOut(db, sku, marker, { shards: n, at: snapshot[0].readTime }));
+  }
   const unlocked = others.map((shard) => afterLocalHolder(shard, toChoice(shard, snapshot[shard])));
   const candidates = unlocked.filter(fits).map((c) => c.shard);
   const busy: number[] = [];
@@ -336,7 +336,8 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   const split = await splitLine(sku, qty, tried, unlocked, read, scope, () => scope.sharedReadWasStale(snapshotKey));
   if (split !== null) return choose(split);
   // Only a snapshot without enough units in all shards together refuses. The plan's target is a shard
-  // read in this transaction, as every target is (a restock of a line with no held shard comes this way).
+  // read in this transaction, as every target is except a refusal's on a sold-out marker, which has none
+  // (a restock of a line with no held shard comes this way).
   if (tried.length > 0) return choose(whole(tried[0]));
   const target = unlocked.find((c) => !scope.heldByOther(key(c.shard))) ?? unlocked[0];
   scope.require(key(target.shard));
@@ -392,6 +393,25 @@ async function splitLine(
   return { level: sumLevels(parts.map((p) => (fresh.get(p.shard) as ShardChoice).level)), parts };
 }
 
+/**
+ * Publishes a snapshot's finding that a product is sold out, unless the marker changed since `seen` was
+ * read: of all the requests, of every instance, that read one version of it, one writes, so during a
+ * sell-out the document takes about one write per SOLD_OUT_FRESH_MS in all, whatever the number of
+ * instances, and an older finding never overwrites a newer one. Returns whether this call wrote it.
+ */
+export async function publishSoldOut(db: Firestore, sku: string, seen: DocumentSnapshot<SoldOutMarker>, marker: SoldOutMarker): Promise<boolean> {
+  const ref = soldOutRef(db, sku);
+  try {
+    if (seen.updateTime === undefined) await ref.create(marker);
+    else await ref.update({ shards: marker.shards, at: marker.at }, { lastUpdateTime: seen.updateTime });
+    return true;
+  } catch (error) {
+    // Another request published first (or an operator deleted the marker): its finding stands.
+    if (isConflict(error)) return false;
+    throw error;
+  }
+}
+
 function sumLevels(levels: readonly StockLevel[]): StockLevel {
   return levels.reduce((sum, l) => ({ stock: sum.stock + l.stock, reserved: sum.reserved + l.reserved }), { stock: 0, reserved: 0 });
 }
@@ -404,6 +424,8 @@ export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes:
   for (const change of changes) {
     const targets = plan.targets.get(change.sku);
     if (targets === undefined) throw new Error(`No stock location planned for ${change.sku}`);
+    // A refusal on a sold-out marker plans no shard: a change there would be lost, not written.
+    if (targets.length === 0 && (change.stock !== 0 || change.reserved !== 0)) throw new Error(`No stock shard planned for a change of ${change.sku}`);
     const stockShares = shares(change.stock, targets);
     const reservedShares = shares(change.reserved, targets);
     targets.forEach((target, i) => {

@@ -4,7 +4,7 @@ import { stockShardRef } from "../../src/collections/products";
 import { soldOutRef } from "../../src/collections/soldOut";
 import { DEFAULT_GROUP_COMMIT } from "../../src/concurrency/groupCommit";
 import { LocalLocks, lockKeys } from "../../src/concurrency/localLocks";
-import { startShard } from "../../src/inventory/stock";
+import { publishSoldOut, startShard } from "../../src/inventory/stock";
 import { configureStockShards } from "../../src/inventory/shards";
 import { reserveStockForOrder } from "../../src/reservation";
 import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, withTriggersPaused, uniqueId, waitForOrderStatus } from "../helpers/emulator";
@@ -247,8 +247,11 @@ describe("one instance under concurrent load", () => {
       // both, and publishes the marker (it read none).
       const a = { db: db(), now, locks: new LocalLocks() };
       expect([await reserveStockForOrder(a, first), await reserveStockForOrder(a, second), await reserveStockForOrder(a, third)]).to.deep.equal(["reserved", "reserved", "out_of_stock"]);
-      const published = (await soldOutRef(db(), sku).get()).data();
-      expect(published?.shards).to.equal(2);
+      const published = await soldOutRef(db(), sku).get();
+      expect(published.data()?.shards).to.equal(2);
+      // Stamped with the snapshot's read time, by Firestore's clock: before the write, and close to it.
+      const stampedBefore = (published.updateTime?.toMillis() ?? NaN) - (published.data()?.at.toMillis() ?? NaN);
+      expect(stampedBefore).to.be.within(0, 1000);
       // Instance B refuses a buyer on its own snapshot (it had no reason yet to think the product sold out).
       const b = countingShardReads(db());
       const bLocks = new LocalLocks();
@@ -270,13 +273,29 @@ describe("one instance under concurrent load", () => {
       // That snapshot was not sold out: the old marker stays as it was.
       expect((await soldOutRef(db(), sku).get()).data()?.at.isEqual(old)).to.equal(true);
 
-      // A payment of an order that holds nothing is never refused on a marker: it reads the shards.
+      // A payment of an order that holds nothing is never refused on a marker, even on the instance whose
+      // hints show every shard short and with the marker fresh: it reads the shards.
       await stockShardRef(db(), sku, 1).update({ stock: FieldValue.increment(1) });
-      await soldOutRef(db(), sku).set({ shards: 2, at: Timestamp.now() });
-      const paid = await invoke(webhookDeps(db()), event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId: unreserved })));
+      await soldOutRef(db(), sku).set({ shards: 2, at: Timestamp.fromMillis(Date.now() - 100) });
+      const paid = await invoke({ ...webhookDeps(b.db), locks: bLocks }, event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId: unreserved })));
       expect([paid.status, paid.body.result]).to.deep.equal([200, "finalized"]);
       expect(total(await shards(sku))).to.deep.equal({ stock: 3, reserved: 3 });
     });
+  });
+
+  it("publishes a sold-out finding once per marker version, whichever instance comes first, and never over a newer one", async () => {
+    const sku = uniqueId("flash");
+    const ref = soldOutRef(db(), sku);
+    const unseen = await ref.get();
+    const first = Timestamp.fromMillis(Date.now() - 2000);
+    expect([await publishSoldOut(db(), sku, unseen, { shards: 4, at: first }), await publishSoldOut(db(), sku, unseen, { shards: 4, at: Timestamp.now() })]).to.deep.equal([true, false]);
+    expect((await ref.get()).data()?.at.isEqual(first)).to.equal(true);
+    // Two instances that read the same version publish at once: one writes, the other's finding is dropped.
+    const seen = await ref.get();
+    const [early, late] = [Timestamp.fromMillis(Date.now() - 1000), Timestamp.fromMillis(Date.now() - 500)];
+    const wrote = await Promise.all([publishSoldOut(db(), sku, seen, { shards: 4, at: early }), publishSoldOut(db(), sku, seen, { shards: 4, at: late })]);
+    expect(wrote.filter(Boolean)).to.have.length(1);
+    expect((await ref.get()).data()?.at.isEqual(wrote[0] ? early : late)).to.equal(true);
   });
 
   it("refuses at once a buyer whose only units another request of the instance is taking, instead of waiting for that shard", async () => {

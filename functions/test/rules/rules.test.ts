@@ -233,7 +233,10 @@ describe("firestore.rules", () => {
     it("no client reads or writes a product's sold-out marker (backend-only)", async () => {
       await assertFails(getDoc(doc(signedOut(), "products", SKU, "stockHints", "soldOut")));
       await assertFails(getDoc(doc(owner(), "products", SKU, "stockHints", "soldOut")));
+      await assertFails(getDocs(collection(signedOut(), "products", SKU, "stockHints")));
+      await assertFails(getDoc(doc(admin(), "products", SKU, "stockHints", "soldOut")));
       await assertFails(setDoc(doc(owner(), "products", SKU, "stockHints", "soldOut"), { shards: 2, at: new Date() }));
+      await assertFails(setDoc(doc(admin(), "products", SKU, "stockHints", "soldOut"), { shards: 2, at: new Date() }));
     });
 
     it("signed-out user cannot create a product", async () => {
