@@ -93,3 +93,4 @@ export function grpcCodeOf(error: unknown): number | null {
 }
 
 export const GRPC_ALREADY_EXISTS = 6;
+export const GRPC_FAILED_PRECONDITION = 9;

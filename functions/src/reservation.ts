@@ -4,7 +4,7 @@ import { lockKeys, runTransactionWithLocks, type LocalLocks } from "./concurrenc
 import type { StockLevel } from "./collections/products";
 import { SOLD_OUT_FRESH_MS } from "./collections/soldOut";
 import { decideAbandonedRelease, decideReservation, type AbandonPolicy, type ReservationDecision } from "./domain/reservation";
-import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
+import { planStock, publishSoldOutFindings, stockRequestFor, writeStockChanges, type SoldOutFinding } from "./inventory/stock";
 import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
 
 export interface ReservationDeps {
@@ -37,11 +37,15 @@ async function applyToOrder(
   const scope = deps.locks.scope();
   try {
     await scope.acquire(lockKeys.order(orderId));
-    return await runTransactionWithLocks(db, scope, async (tx) => {
+    // From the body's last run, the one that committed.
+    let soldOut: readonly SoldOutFinding[] = [];
+    const outcome = await runTransactionWithLocks(db, scope, async (tx) => {
+      soldOut = [];
       const order = (await tx.get(ref)).data();
       if (order === undefined) return "missing";
       if (order.status !== "pending" && order.status !== "reserved") return "skipped";
       const plan = await planStock(tx, db, { ...stockRequestFor(order), refuseOnLocalTakings: true, soldOutFreshMs: deps.soldOutFreshMs ?? SOLD_OUT_FRESH_MS }, scope);
+      soldOut = plan.soldOut;
       const now = deps.now();
       const decision = decideFor(order, plan.levels, now);
       if (decision.kind === "skip") return "skipped";
@@ -56,6 +60,10 @@ async function applyToOrder(
       }
       return decision.result;
     });
+    // After the commit: a group commit waits for every member's body, so a write in the body would hold
+    // up the payments grouped with this reservation.
+    await publishSoldOutFindings(db, scope, soldOut);
+    return outcome;
   } finally {
     scope.releaseAll();
   }

@@ -14,11 +14,12 @@ const SOLD_OUT = "soldOut";
 export const SOLD_OUT_FRESH_MS = 1000;
 
 /**
- * `products/{sku}/stockHints/soldOut`: backend-only. Written when a lock-free read of all of a sharded
- * product's shards found no unit available in any of them; `at` is that read's time and `shards` how
- * many it read. Until it is SOLD_OUT_FRESH_MS old, a new reservation of the product may be refused on
- * it instead of reading every shard again (contract deviation 14). Nothing else reads it, and no sale
- * or release writes it: it ages out, so the shards stay the only stock.
+ * `products/{sku}/stockHints/soldOut`: backend-only. Written after a reservation commits whose lock-free
+ * read of all of a sharded product's shards found no unit available in any of them (publishSoldOut);
+ * `at` is that read's time and `shards` how many it read. Until it is SOLD_OUT_FRESH_MS old, a new
+ * reservation of the product may be refused on it instead of reading every shard again (contract
+ * deviation 14). Nothing else reads it, and no sale or release writes it: it ages out, so the shards
+ * stay the only stock.
  */
 export interface SoldOutMarker {
   shards: number;

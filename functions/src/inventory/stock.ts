@@ -9,7 +9,7 @@ import { quantitiesBySku, type Order, type ShardHolding } from "../collections/o
 import { isDocumentId } from "../domain/ids";
 import type { TransactionLike } from "../concurrency/groupCommit";
 import { lockKeys, LocksWanted, type LockScope } from "../concurrency/localLocks";
-import { isConflict } from "../concurrency/optimistic";
+import { GRPC_ALREADY_EXISTS, GRPC_FAILED_PRECONDITION, grpcCodeOf } from "../errors";
 
 /**
  * Where each SKU's stock is read and written inside a transaction. Unsharded products: the product
@@ -23,6 +23,15 @@ export interface StockPlan {
   targets: Map<string, StockTarget[]>;
   /** For sharded SKUs only: where the line's units are (recorded on the order so a release hits the same shards). */
   shards: Record<string, ShardHolding>;
+  /** Sold-out findings of this plan's snapshots, for the caller to publish after its commit (publishSoldOut). */
+  soldOut: SoldOutFinding[];
+}
+
+/** A lock-free read of all of a product's shards found none available; `seen` is the marker version read before it. */
+export interface SoldOutFinding {
+  sku: string;
+  seen: DocumentSnapshot<SoldOutMarker>;
+  marker: SoldOutMarker;
 }
 
 export interface StockTarget {
@@ -63,7 +72,8 @@ export interface StockRequest {
   /**
    * With `refuseOnLocalTakings`: a sharded line may also be refused on a sold-out marker at most this
    * old (collections/soldOut.ts) instead of on a read of all its shards, and a read of all of them that
-   * finds none available publishes one. Payments never set it, for the same reason as above.
+   * finds none available goes into the plan's `soldOut`, for the caller to publish once it has
+   * committed. Payments never set it, for the same reason as above.
    */
   soldOutFreshMs?: number;
 }
@@ -93,7 +103,7 @@ export function startShard(key: string, sku: string, shards: number): number {
  * sharded product prefers a shard nobody in this instance is using.
  */
 export async function planStock(tx: TransactionLike, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
-  const plan: StockPlan = { levels: new Map(), targets: new Map(), shards: {} };
+  const plan: StockPlan = { levels: new Map(), targets: new Map(), shards: {}, soldOut: [] };
   const skus = [...request.quantities.keys()].sort();
   const toRead: string[] = [];
   for (const sku of skus) {
@@ -142,6 +152,7 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
     plan.levels.set(sku, chosen.level);
     plan.targets.set(sku, chosen.parts.map(({ ref, units }) => ({ ref, units, kind: "shard" as const })));
     plan.shards[sku] = chosen.parts.length === 1 ? chosen.parts[0].shard : Object.fromEntries(chosen.parts.map((p) => [String(p.shard), p.units]));
+    if (chosen.soldOut !== undefined) plan.soldOut.push(chosen.soldOut);
   }
   return plan;
 }
@@ -187,6 +198,7 @@ interface ShardPlan {
   /** What the decision sees: the sum of the parts' levels. */
   level: StockLevel;
   parts: Array<{ shard: number; ref: DocumentReference; units: number }>;
+  soldOut?: SoldOutFinding;
 }
 
 /** How many shards a reservation tries inside its transaction after a lock-free read said they fit. */
@@ -273,10 +285,11 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
     return fits(choice) ? choice : null;
   };
 
+  let soldOut: SoldOutFinding | undefined;
   // Keys of this SKU held from an earlier attempt (or waited for) and not read now are let go.
   const choose = (plan: ShardPlan): ShardPlan => {
     for (const shard of probe) if (!tried.some((t) => t.shard === shard)) scope.release(key(shard));
-    return plan;
+    return soldOut === undefined ? plan : { ...plan, soldOut };
   };
 
   const preferred = probe.find((shard) => seemsToFit(shard) && scope.tryAcquire(key(shard)));
@@ -291,7 +304,7 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   // of all the reads of a flash sale (docs/performance.md). It misses a unit released within that
   // second, as a snapshot misses one released during its read. A request for which this instance still
   // knows a shard with units goes to the snapshot at once: the marker would be one more round trip in its
-  // way. A failure to read or write the marker fails the request like any other Firestore failure.
+  // way. A failure to read the marker fails the request like any other Firestore failure.
   let seenMarker: DocumentSnapshot<SoldOutMarker> | undefined;
   if (request.refuseOnLocalTakings === true && request.soldOutFreshMs !== undefined && !probe.some(seemsToFit)) {
     seenMarker = await scope.sharedRead(`soldOut:${sku}`, () => soldOutRef(db, sku).get());
@@ -306,12 +319,11 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   // In shard order, not this request's probe order: the requests that share it probe from other starts.
   const readAll = () => db.getAll(...Array.from({ length: n }, (_, shard) => stockShardRef(db, sku, shard)));
   const snapshot = await scope.sharedRead(snapshotKey, readAll, tried.length > 0 ? choosing : -Infinity);
-  // Only a request that read the marker publishes, after the shared read rather than inside it: payments
-  // share that snapshot and must never wait for, or fail on, the marker. Only the raw figures count:
-  // units that requests of this instance are taking may yet stay free.
+  // Only a request that read the marker publishes it, and only after its commit (see SoldOutFinding): a
+  // write here would hold up the payments that share this snapshot or this request's group commit. Only
+  // the raw figures count: units that requests of this instance are taking may yet stay free.
   if (seenMarker !== undefined && snapshot.every((s) => toCount(s.get("stock")) - toCount(s.get("reserved")) <= 0)) {
-    const marker = seenMarker;
-    await scope.sharedRead(`soldOutWrite:${sku}`, () => publishSoldOut(db, sku, marker, { shards: n, at: snapshot[0].readTime }));
+    soldOut = { sku, seen: seenMarker, marker: { shards: n, at: snapshot[0].readTime } };
   }
   const unlocked = others.map((shard) => afterLocalHolder(shard, toChoice(shard, snapshot[shard])));
   const candidates = unlocked.filter(fits).map((c) => c.shard);
@@ -399,17 +411,26 @@ async function splitLine(
  * sell-out the document takes about one write per SOLD_OUT_FRESH_MS in all, whatever the number of
  * instances, and an older finding never overwrites a newer one. Returns whether this call wrote it.
  */
-export async function publishSoldOut(db: Firestore, sku: string, seen: DocumentSnapshot<SoldOutMarker>, marker: SoldOutMarker): Promise<boolean> {
+export async function publishSoldOut(db: Firestore, { sku, seen, marker }: SoldOutFinding): Promise<boolean> {
   const ref = soldOutRef(db, sku);
   try {
     if (seen.updateTime === undefined) await ref.create(marker);
     else await ref.update({ shards: marker.shards, at: marker.at }, { lastUpdateTime: seen.updateTime });
     return true;
   } catch (error) {
-    // Another request published first (or an operator deleted the marker): its finding stands.
-    if (isConflict(error)) return false;
+    // Another request published first (or the marker was deleted since it was read): its finding stands.
+    const code = grpcCodeOf(error);
+    if (code === GRPC_ALREADY_EXISTS || code === GRPC_FAILED_PRECONDITION) return false;
     throw error;
   }
+}
+
+/**
+ * Publishes a committed plan's sold-out findings; requests of this instance that publish one SKU at once
+ * share one write. A failure fails the caller after its commit, so a retry finds its work done.
+ */
+export async function publishSoldOutFindings(db: Firestore, scope: LockScope, findings: readonly SoldOutFinding[]): Promise<void> {
+  for (const finding of findings) await scope.sharedRead(`soldOutWrite:${finding.sku}`, () => publishSoldOut(db, finding));
 }
 
 function sumLevels(levels: readonly StockLevel[]): StockLevel {

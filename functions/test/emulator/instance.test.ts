@@ -198,22 +198,29 @@ describe("one instance under concurrent load", () => {
     return { locks, waits: () => waits };
   }
 
-  /** `real`, counting the stock shard documents its `getAll` reads (in transactions and snapshots alike). */
-  function countingShardReads(real: ReturnType<typeof db>): { db: ReturnType<typeof db>; reads: () => number } {
+  /**
+   * `real`, counting the stock shard documents its `getAll` reads (in transactions and snapshots alike),
+   * and keeping the read times of its reads of more than one shard (the snapshots).
+   */
+  function countingShardReads(real: ReturnType<typeof db>): { db: ReturnType<typeof db>; reads: () => number; snapshotTimes: () => Timestamp[] } {
     let reads = 0;
+    const snapshotTimes: Timestamp[] = [];
     const counted = new Proxy(real, {
       get(target, prop, receiver) {
         if (prop === "getAll") {
-          return (...args: Parameters<typeof real.getAll>) => {
-            reads += args.filter((a) => typeof a === "object" && a !== null && "path" in a && String(a.path).includes("/stockShards/")).length;
-            return target.getAll(...args);
+          return async (...args: Parameters<typeof real.getAll>) => {
+            const shardReads = args.filter((a) => typeof a === "object" && a !== null && "path" in a && String(a.path).includes("/stockShards/")).length;
+            reads += shardReads;
+            const snapshots = await target.getAll(...args);
+            if (shardReads > 1 && snapshots.length > 0) snapshotTimes.push(snapshots[0].readTime);
+            return snapshots;
           };
         }
         const value: unknown = Reflect.get(target, prop, receiver);
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-    return { db: counted, reads: () => reads };
+    return { db: counted, reads: () => reads, snapshotTimes: () => [...snapshotTimes] };
   }
 
   it("does not read again a shard the instance saw sold out: five buyers starting at one shard of four read one shard each and one snapshot", async () => {
@@ -240,18 +247,19 @@ describe("one instance under concurrent load", () => {
     await withTriggersPaused(async () => {
       await seedProduct(sku, 2);
       await configureStockShards(db(), sku, 2);
-      const [first, second, third, early, late, later, unreserved] = [0, 1, 0, 1, 1, 1, 0].map((shard) => idStartingAt(sku, 2, shard));
-      await Promise.all([first, second, third, early, late, later, unreserved].map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
+      const [first, second, third, early, late, later, unreserved, last] = [0, 1, 0, 1, 1, 1, 0, 0].map((shard) => idStartingAt(sku, 2, shard));
+      await Promise.all([first, second, third, early, late, later, unreserved, last].map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
       const now = () => new Date();
       // Instance A sells both units; seeing both shards empty, it refuses a third buyer on a snapshot of
       // both, and publishes the marker (it read none).
-      const a = { db: db(), now, locks: new LocalLocks() };
+      const aReads = countingShardReads(db());
+      const a = { db: aReads.db, now, locks: new LocalLocks() };
       expect([await reserveStockForOrder(a, first), await reserveStockForOrder(a, second), await reserveStockForOrder(a, third)]).to.deep.equal(["reserved", "reserved", "out_of_stock"]);
       const published = await soldOutRef(db(), sku).get();
       expect(published.data()?.shards).to.equal(2);
-      // Stamped with the snapshot's read time, by Firestore's clock: before the write, and close to it.
-      const stampedBefore = (published.updateTime?.toMillis() ?? NaN) - (published.data()?.at.toMillis() ?? NaN);
-      expect(stampedBefore).to.be.within(0, 1000);
+      // Stamped with the read time of the snapshot it rests on (Firestore's clock, not the instance's).
+      expect(aReads.snapshotTimes()).to.have.length(1);
+      expect(published.data()?.at.isEqual(aReads.snapshotTimes()[0])).to.equal(true);
       // Instance B refuses a buyer on its own snapshot (it had no reason yet to think the product sold out).
       const b = countingShardReads(db());
       const bLocks = new LocalLocks();
@@ -280,6 +288,14 @@ describe("one instance under concurrent load", () => {
       const paid = await invoke({ ...webhookDeps(b.db), locks: bLocks }, event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId: unreserved })));
       expect([paid.status, paid.body.result]).to.deep.equal([200, "finalized"]);
       expect(total(await shards(sku))).to.deep.equal({ stock: 3, reserved: 3 });
+
+      // Sold out again, under a marker 5 s old: B's next buyer reads both shards, is refused, and B
+      // replaces the old marker with its own snapshot's finding.
+      await soldOutRef(db(), sku).set({ shards: 2, at: old });
+      expect(await reserveStockForOrder({ db: b.db, now, locks: bLocks }, last)).to.equal("out_of_stock");
+      const republished = (await soldOutRef(db(), sku).get()).data();
+      expect(republished?.at.isEqual(b.snapshotTimes()[b.snapshotTimes().length - 1])).to.equal(true);
+      expect(republished?.at.toMillis()).to.be.greaterThan(old.toMillis());
     });
   });
 
@@ -288,12 +304,13 @@ describe("one instance under concurrent load", () => {
     const ref = soldOutRef(db(), sku);
     const unseen = await ref.get();
     const first = Timestamp.fromMillis(Date.now() - 2000);
-    expect([await publishSoldOut(db(), sku, unseen, { shards: 4, at: first }), await publishSoldOut(db(), sku, unseen, { shards: 4, at: Timestamp.now() })]).to.deep.equal([true, false]);
+    const finding = (seen: typeof unseen, at: Timestamp) => ({ sku, seen, marker: { shards: 4, at } });
+    expect([await publishSoldOut(db(), finding(unseen, first)), await publishSoldOut(db(), finding(unseen, Timestamp.now()))]).to.deep.equal([true, false]);
     expect((await ref.get()).data()?.at.isEqual(first)).to.equal(true);
     // Two instances that read the same version publish at once: one writes, the other's finding is dropped.
     const seen = await ref.get();
     const [early, late] = [Timestamp.fromMillis(Date.now() - 1000), Timestamp.fromMillis(Date.now() - 500)];
-    const wrote = await Promise.all([publishSoldOut(db(), sku, seen, { shards: 4, at: early }), publishSoldOut(db(), sku, seen, { shards: 4, at: late })]);
+    const wrote = await Promise.all([publishSoldOut(db(), finding(seen, early)), publishSoldOut(db(), finding(seen, late))]);
     expect(wrote.filter(Boolean)).to.have.length(1);
     expect((await ref.get()).data()?.at.isEqual(wrote[0] ? early : late)).to.equal(true);
   });
