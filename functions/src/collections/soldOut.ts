@@ -2,7 +2,7 @@ import { Timestamp, type DocumentReference, type Firestore, type FirestoreDataCo
 import { PRODUCTS } from "./products";
 import { toCount } from "./firestoreValues";
 
-export const STOCK_HINTS = "stockHints";
+const STOCK_HINTS = "stockHints";
 const SOLD_OUT = "soldOut";
 
 /**

@@ -1,5 +1,5 @@
 import { DocumentReference, type DocumentData, type DocumentSnapshot, type Firestore, type Precondition, type Query, type QuerySnapshot, type Timestamp, type UpdateData, type WithFieldValue, type WriteBatch } from "firebase-admin/firestore";
-import { grpcCodeOf } from "../errors";
+import { GRPC_ALREADY_EXISTS, GRPC_FAILED_PRECONDITION, grpcCodeOf } from "../errors";
 
 /**
  * The part of a Firestore `Transaction` that the webhook and reservation transactions use. A real
@@ -204,8 +204,6 @@ export function sameVersion(a: Timestamp | null, b: Timestamp | null): boolean {
 }
 
 const GRPC_NOT_FOUND = 5;
-const GRPC_ALREADY_EXISTS = 6;
-const GRPC_FAILED_PRECONDITION = 9;
 const GRPC_ABORTED = 10;
 
 /**

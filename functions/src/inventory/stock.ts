@@ -322,7 +322,7 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   // Only a request that read the marker publishes it, and only after its commit (see SoldOutFinding): a
   // write here would hold up the payments that share this snapshot or this request's group commit. Only
   // the raw figures count: units that requests of this instance are taking may yet stay free.
-  if (seenMarker !== undefined && snapshot.every((s) => toCount(s.get("stock")) - toCount(s.get("reserved")) <= 0)) {
+  if (seenMarker !== undefined && snapshot.every((s, shard) => available(toChoice(shard, s)) === 0)) {
     soldOut = { sku, seen: seenMarker, marker: { shards: n, at: snapshot[0].readTime } };
   }
   const unlocked = others.map((shard) => afterLocalHolder(shard, toChoice(shard, snapshot[shard])));
