@@ -36,7 +36,7 @@ function libExists(relative) {
  * "Transaction lock timeout" among them.
  */
 export function instrumentTransactions(db) {
-  const c = { runs: 0, attempts: 0, committed: 0, failed: 0, lock_timeouts: 0, read_calls: 0, read_documents: 0, body_errors: {}, commit_errors: {}, final_errors: {} };
+  const c = { runs: 0, attempts: 0, committed: 0, failed: 0, lock_timeouts: 0, read_calls: 0, read_documents: 0, read_calls_by_size: {}, body_errors: {}, commit_errors: {}, final_errors: {} };
   const note = (map, error) => {
     const k = errorClass(error);
     map[k] = (map[k] ?? 0) + 1;
@@ -109,8 +109,12 @@ export function instrumentTransactions(db) {
   // Lock-free reads (the optimistic transactions' and the group's read rounds): round trips and documents.
   const originalGetAll = db.getAll.bind(db);
   db.getAll = (...refs) => {
+    const documents = refs.filter((r) => typeof r?.path === "string").length;
     c.read_calls++;
-    c.read_documents += refs.filter((r) => typeof r?.path === "string").length;
+    c.read_documents += documents;
+    // One document: a transaction run alone, or a lone read (a marker); 25 or more: a shard snapshot.
+    const size = documents >= 25 ? "25+" : documents >= 6 ? "6-24" : documents >= 2 ? "2-5" : "1";
+    c.read_calls_by_size[size] = (c.read_calls_by_size[size] ?? 0) + 1;
     return originalGetAll(...refs);
   };
   return { snapshot: () => structuredClone(c) };

@@ -451,6 +451,7 @@ function transactionSummary(totals, ops) {
     local_lock_rounds: a.body_errors?.LocksWanted ?? 0,
     read_calls_per_op: perOp(a.read_calls ?? null, ops),
     read_documents_per_op: perOp(a.read_documents ?? null, ops),
+    read_calls_by_size: a.read_calls_by_size ?? null,
     body_errors: a.body_errors,
     commit_errors: a.commit_errors,
     final_errors: a.final_errors,
@@ -469,8 +470,12 @@ function groupCommitSummary(totals, ops) {
     shared_failures_by_code: totals.group_failures ?? null,
     left_out_overlapping: g.overlaps ?? null,
     alone: g.alone,
+    lone_arrivals: g.loneArrivals ?? null,
+    missed_twice: g.missedTwice ?? null,
     requeued: g.requeued ?? null,
     pruned_after_conflict: g.pruned ?? null,
+    retried_after_conflict: g.retriedGroups ?? null,
+    lost_again: g.lostAgain ?? null,
     read_rounds: g.rounds ?? null,
   };
 }
@@ -525,10 +530,10 @@ function record(name, { load, stats, invariants, extra = {}, budgetMs, latencies
     log(
       `  [${name} K=${K}] Firestore transactions: ${transactions.per_op}/op (${transactions.runs} begun, ${transactions.retried_attempts} retried attempts, ` +
         `${transactions.aborted} ABORTED, ${transactions.failed_precondition} FAILED_PRECONDITION, ${transactions.lock_timeouts} lock timeouts, ` +
-        `${transactions.local_lock_rounds} local-lock rounds; runs rejected ${JSON.stringify(transactions.final_errors)}); lock-free reads ${transactions.read_calls_per_op}/op of ${transactions.read_documents_per_op} documents/op; emulator log: ${row.emulator_lock_timeouts ?? "n/a"} lock timeouts`,
+        `${transactions.local_lock_rounds} local-lock rounds; runs rejected ${JSON.stringify(transactions.final_errors)}); lock-free reads ${transactions.read_calls_per_op}/op of ${transactions.read_documents_per_op} documents/op (calls by documents read: ${JSON.stringify(transactions.read_calls_by_size ?? {})}); emulator log: ${row.emulator_lock_timeouts ?? "n/a"} lock timeouts`,
     );
   }
-  if (groupCommit) log(`  [${name} K=${K}] group commit: ${groupCommit.shared} shared by ${groupCommit.shared_members} members (${groupCommit.shared_failed} failed), ${groupCommit.alone} alone, ${groupCommit.requeued ?? 0} requeued into the next group`);
+  if (groupCommit) log(`  [${name} K=${K}] group commit: ${groupCommit.shared} shared by ${groupCommit.shared_members} members (${groupCommit.shared_failed} failed), ${groupCommit.alone} alone (${groupCommit.lone_arrivals ?? "n/a"} lone arrivals, ${groupCommit.missed_twice ?? "n/a"} missed two groups), ${groupCommit.requeued ?? 0} requeued into the next group; ${groupCommit.retried_after_conflict ?? "n/a"} conflicts re-decided, ${groupCommit.lost_again ?? "n/a"} of them lost again`);
   if (row.cpu_ms_per_op) log(`  [${name} K=${K}] CPU ms per operation: emulator ${row.cpu_ms_per_op.emulator ?? "n/a"}, ${row.cpu_ms_per_op.processes} ${row.cpu_ms_per_op.handler ?? "n/a"}, bench client ${row.cpu_ms_per_op.bench}`);
   for (const c of failed) log(`  [${name} K=${K}] INVARIANT FAILED: ${c.name}: ${c.detail}`);
   return row;

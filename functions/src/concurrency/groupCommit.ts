@@ -72,11 +72,29 @@ export class GroupCommit {
   /**
    * Counters for tests and diagnostics: shared commits (`groups`, of `members` members, `failedGroups` of
    * them failed), members left out of a commit for overlapping (`overlaps`), members run `alone` (a lone
-   * arrival, or a member that missed two shared attempts), members `requeued` into the next group after
-   * missing one, read `rounds`, conflicts and what they cost: `pruned` members that decided again after
-   * a conflict; and the optimistic runs of members alone (`commits`, `conflicts`).
+   * arrival, or a member that missed two shared attempts: `loneArrivals` and `missedTwice` of them),
+   * members `requeued` into the next group after missing one, read `rounds`, conflicts and what they
+   * cost: `pruned` members that decided again after a conflict, `lostAgain` commits that lost a second
+   * race after that (every member then runs again); and the optimistic runs of members alone (`commits`,
+   * `conflicts`).
    */
-  readonly stats = { groups: 0, members: 0, failedGroups: 0, overlaps: 0, alone: 0, requeued: 0, rounds: 0, timedRounds: 0, pruned: 0, retriedGroups: 0, commits: 0, conflicts: 0 };
+  readonly stats = {
+    groups: 0,
+    members: 0,
+    failedGroups: 0,
+    overlaps: 0,
+    alone: 0,
+    loneArrivals: 0,
+    missedTwice: 0,
+    requeued: 0,
+    rounds: 0,
+    timedRounds: 0,
+    pruned: 0,
+    retriedGroups: 0,
+    lostAgain: 0,
+    commits: 0,
+    conflicts: 0,
+  };
 
   constructor(
     private readonly db: Firestore,
@@ -121,6 +139,7 @@ export class GroupCommit {
         // Freeing the slot at once let every arrival of a thin stream run alone, which is what a third
         // of the traffic per instance (K = 3) looked like: twice the round trips per payment. If that
         // attempt loses a race, it runs again like a member whose group could not commit it.
+        this.stats.loneArrivals++;
         again = (await this.alone(members[0], { oneAttempt: true })) ? [] : members;
       } else {
         again = await this.execute(members);
@@ -134,7 +153,10 @@ export class GroupCommit {
       for (const member of requeued) member.requeued = true;
       this.requeue(requeued);
       this.startNext();
-      for (const member of again.filter((m) => !requeued.includes(m))) void this.alone(member);
+      for (const member of again.filter((m) => !requeued.includes(m))) {
+        this.stats.missedTwice++;
+        void this.alone(member);
+      }
     }
   }
 
@@ -178,6 +200,7 @@ export class GroupCommit {
         break;
       } catch (error) {
         if (!isConflict(error) || commit > 1) {
+          if (isConflict(error)) this.stats.lostAgain++;
           this.fail(size, error);
           return [...accepted.map((a) => a.member), ...leftOut];
         }

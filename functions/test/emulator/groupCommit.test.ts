@@ -122,39 +122,62 @@ describe("group commit", () => {
     // The shared commit, the same group less member 5, member 5's attempt in the next slot, then its
     // two runs alone (a create that finds its document is retried once).
     expect(counted.count()).to.equal(5);
-    expect(group.stats).to.include({ retriedGroups: 1, pruned: 1, requeued: 1, alone: 2, failedGroups: 0 });
+    expect(group.stats).to.include({ retriedGroups: 1, pruned: 1, lostAgain: 0, requeued: 1, alone: 2, loneArrivals: 1, missedTwice: 1, failedGroups: 0 });
     expect(failures).to.deep.equal([]);
   });
 
-  it("after another instance's write, the member it was about decides again on the conflict's read and commits in the group's second commit", async () => {
-    const { input } = await fixture(6);
-    const counted = countingCommits(db());
-    const group = new GroupCommit(counted.db, OPTIONS);
-    let interfered = false;
-
+  /**
+   * Six members that each read input i and write it plus one; before each of member 2's first runs,
+   * another instance writes input 2 (the next of `interference`). Returns what each member last read
+   * and the inputs' values afterwards.
+   */
+  async function incrementsWithInterference(group: GroupCommit, input: (i: number) => DocumentReference, interference: number[]): Promise<{ seen: number[]; values: unknown[] }> {
     const seen = await Promise.all(
       Array.from({ length: 6 }, (_, i) =>
         group.run(async (tx) => {
           const value = Number((await tx.get(input(i))).get("value"));
-          if (i === 2 && !interfered) {
-            // Another instance moves input 2 between this read and the group's commit.
-            interfered = true;
-            await input(2).update({ value: 100 });
-          }
+          const next = i === 2 ? interference.shift() : undefined;
+          if (next !== undefined) await input(2).update({ value: next });
           tx.update(input(i), { value: value + 1 });
           return value;
         }),
       ),
     );
+    const values = (await db().getAll(...Array.from({ length: 6 }, (_, i) => input(i)))).map((s) => s.get("value"));
+    return { seen, values };
+  }
+
+  it("after another instance's write, the member it was about decides again on the conflict's read and commits in the group's second commit", async () => {
+    const { input } = await fixture(6);
+    const counted = countingCommits(db());
+    const group = new GroupCommit(counted.db, OPTIONS);
+
+    const { seen, values } = await incrementsWithInterference(group, input, [100]);
 
     // Member 2 saw 2 first, then 100 on the conflict's read; the others kept their first decision.
     expect(seen).to.deep.equal([0, 1, 100, 3, 4, 5]);
-    const values = (await db().getAll(...Array.from({ length: 6 }, (_, i) => input(i)))).map((s) => s.get("value"));
     expect(values).to.deep.equal([1, 2, 101, 4, 5, 6]);
     // The shared commit that lost, and the second commit of all six; one shared read round only: the
     // rerun was served the conflict's read.
     expect(counted.count()).to.equal(2);
-    expect(group.stats).to.include({ groups: 1, rounds: 1, retriedGroups: 1, pruned: 1, requeued: 0, alone: 0, failedGroups: 0 });
+    expect(group.stats).to.include({ groups: 1, rounds: 1, retriedGroups: 1, pruned: 1, lostAgain: 0, requeued: 0, alone: 0, failedGroups: 0 });
+  });
+
+  it("runs every member again in the next group when the commit after a conflict loses a second race", async () => {
+    const { input } = await fixture(6);
+    const counted = countingCommits(db());
+    const failures: number[] = [];
+    const group = new GroupCommit(counted.db, { ...OPTIONS, onGroupFailure: ({ members }) => failures.push(members) });
+
+    // Input 2 moves before the group's first commit, and again before its second.
+    const { seen, values } = await incrementsWithInterference(group, input, [100, 200]);
+
+    expect(seen).to.deep.equal([0, 1, 200, 3, 4, 5]);
+    expect(values).to.deep.equal([1, 2, 201, 4, 5, 6]);
+    // Two lost commits of the first group, then the next group's one commit of all six.
+    expect(counted.count()).to.equal(3);
+    expect(group.stats).to.include({ groups: 2, retriedGroups: 1, lostAgain: 1, failedGroups: 1, requeued: 6, alone: 0, missedTwice: 0 });
+    expect(failures).to.deep.equal([6]);
   });
 
   it("never loses an increment when two instances' groups write one document at once", async () => {
@@ -190,7 +213,7 @@ describe("group commit", () => {
 
     expect(seen).to.deep.equal([0, 1]);
     expect((await input(0).get()).get("value")).to.equal(2);
-    expect(group.stats).to.include({ groups: 1, overlaps: 1, requeued: 1, alone: 1, failedGroups: 0 });
+    expect(group.stats).to.include({ groups: 1, overlaps: 1, requeued: 1, alone: 1, loneArrivals: 1, missedTwice: 0, failedGroups: 0 });
   });
 
   it("commits together members whose updates of one document depend only on its existence, and leaves out one that depends on its version", async () => {
