@@ -71,8 +71,9 @@ export class GroupCommit {
   private inFlight = 0;
   /**
    * Counters for tests and diagnostics: shared commits (`groups`, of `members` members, `failedGroups` of
-   * them failed), members left out of a commit for overlapping (`overlaps`), members run `alone` (a lone
-   * arrival, or a member that missed two shared attempts: `loneArrivals` and `missedTwice` of them),
+   * them failed), members left out of a commit for overlapping (`overlaps`), members run `alone`:
+   * `loneArrivals` (groups of one, fresh or requeued) and `missedTwice` (members whose second attempt,
+   * shared or alone, did not commit),
    * members `requeued` into the next group after missing one, read `rounds`, conflicts and what they
    * cost: `pruned` members that decided again after a conflict, `lostAgain` commits that lost a second
    * race after that (every member then runs again); and the optimistic runs of members alone (`commits`,

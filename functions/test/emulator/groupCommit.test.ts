@@ -131,6 +131,8 @@ describe("group commit", () => {
    * another instance writes input 2 (the next of `interference`). Returns what each member last read
    * and the inputs' values afterwards.
    */
+  // Six members increment their own documents; member 2's first runs each write its input from outside
+  // the group (another instance) after reading it, once per value in `interference`.
   async function incrementsWithInterference(group: GroupCommit, input: (i: number) => DocumentReference, interference: number[]): Promise<{ seen: number[]; values: unknown[] }> {
     const seen = await Promise.all(
       Array.from({ length: 6 }, (_, i) =>
@@ -169,14 +171,15 @@ describe("group commit", () => {
     const failures: number[] = [];
     const group = new GroupCommit(counted.db, { ...OPTIONS, onGroupFailure: ({ members }) => failures.push(members) });
 
-    // Input 2 moves before the group's first commit, and again before its second.
+    // Member 2's first two runs (the group's, then its re-decision) each move input 2 after reading it, so
+    // both of the first group's commits lose.
     const { seen, values } = await incrementsWithInterference(group, input, [100, 200]);
 
     expect(seen).to.deep.equal([0, 1, 200, 3, 4, 5]);
     expect(values).to.deep.equal([1, 2, 201, 4, 5, 6]);
     // Two lost commits of the first group, then the next group's one commit of all six.
     expect(counted.count()).to.equal(3);
-    expect(group.stats).to.include({ groups: 2, retriedGroups: 1, lostAgain: 1, failedGroups: 1, requeued: 6, alone: 0, missedTwice: 0 });
+    expect(group.stats).to.include({ groups: 2, rounds: 2, pruned: 1, retriedGroups: 1, lostAgain: 1, failedGroups: 1, requeued: 6, alone: 0, loneArrivals: 0, missedTwice: 0 });
     expect(failures).to.deep.equal([6]);
   });
 
