@@ -9,6 +9,7 @@
 // Knobs (env, read at start; no code edits needed):
 //   BENCH_GROUP_COMMIT=off  LocalLocks built with the group commit disabled (every transaction runs alone)
 //   BENCH_LOCAL_LOCKS=off   LocalLocks built with localKeys: false (keys always free, coalesce never shares)
+//   BENCH_RESERVATION_BATCH=off  ReservationBatches with maxOrders 1 (every new order its own transaction)
 
 import fs from "node:fs";
 import path from "node:path";
@@ -21,7 +22,7 @@ export function knobsFromEnv(env = process.env) {
     if (raw === "off") return "off";
     throw new Error(`${name}=${env[name]} must be "on" or "off"`);
   };
-  return { group_commit: flag("BENCH_GROUP_COMMIT"), local_locks: flag("BENCH_LOCAL_LOCKS") };
+  return { group_commit: flag("BENCH_GROUP_COMMIT"), local_locks: flag("BENCH_LOCAL_LOCKS"), reservation_batch: flag("BENCH_RESERVATION_BATCH") };
 }
 
 function libExists(relative) {
@@ -159,11 +160,20 @@ export function buildInstance(appName) {
     applied.group_commit = "absent";
   }
   const locks = real;
+  // The reservation trigger's batches (a reservation worker's); an older build reserves order by order.
+  let batches = null;
+  if (libExists("inventory/reservationBatch.js")) {
+    const { ReservationBatches, DEFAULT_RESERVATION_BATCH } = requireLib("inventory/reservationBatch.js");
+    batches = new ReservationBatches(db, () => new Date(), { ...DEFAULT_RESERVATION_BATCH, ...(knobs.reservation_batch === "off" ? { maxOrders: 1 } : {}) });
+  } else {
+    applied.reservation_batch = "absent";
+  }
   return {
     db,
     locks,
+    batches,
     knobs: applied,
     /** Cumulative counters: the parent diffs them per phase and sums them over the instances. */
-    stats: () => ({ attempts: counters.snapshot(), group_commit: groupCommitStats(real, db), group_failures: { ...groupFailures } }),
+    stats: () => ({ attempts: counters.snapshot(), group_commit: groupCommitStats(real, db), reservation_batches: batches ? { ...batches.stats } : null, group_failures: { ...groupFailures } }),
   };
 }

@@ -505,6 +505,7 @@ function record(name, { load, stats, invariants, extra = {}, budgetMs, latencies
     cpu_ms_per_op: stats?.cpu ?? null,
     firestore_transactions: transactions,
     group_commit: groupCommit,
+    reservation_batches: stats?.totals?.reservation_batches ?? null,
     emulator_lock_timeouts: stats?.emulatorLockTimeouts ?? null,
     server_p50_ms: round(percentile(serverDurations, 50)),
     server_p95_ms: round(percentile(serverDurations, 95)),
@@ -534,6 +535,8 @@ function record(name, { load, stats, invariants, extra = {}, budgetMs, latencies
     );
   }
   if (groupCommit) log(`  [${name} K=${K}] group commit: ${groupCommit.shared} shared by ${groupCommit.shared_members} members (${groupCommit.shared_failed} failed), ${groupCommit.alone} alone (${groupCommit.lone_arrivals ?? "n/a"} groups of one, ${groupCommit.missed_twice ?? "n/a"} missed twice), ${groupCommit.requeued ?? 0} requeued into the next group; ${groupCommit.retried_after_conflict ?? "n/a"} conflicts re-decided, ${groupCommit.lost_again ?? "n/a"} of them lost again`);
+  const batches = stats?.totals?.reservation_batches;
+  if (batches && batches.batches > 0) log(`  [${name} K=${K}] reservation batches: ${JSON.stringify(batches)}`);
   if (row.cpu_ms_per_op) log(`  [${name} K=${K}] CPU ms per operation: emulator ${row.cpu_ms_per_op.emulator ?? "n/a"}, ${row.cpu_ms_per_op.processes} ${row.cpu_ms_per_op.handler ?? "n/a"}, bench client ${row.cpu_ms_per_op.bench}`);
   for (const c of failed) log(`  [${name} K=${K}] INVARIANT FAILED: ${c.name}: ${c.detail}`);
   return row;

@@ -14,7 +14,7 @@ if (typeof process.send !== "function") {
 
 const { reserveStockForOrder } = requireLib("reservation.js");
 const instance = buildInstance("bench-worker");
-const deps = { db: instance.db, now: () => new Date(), locks: instance.locks };
+const deps = { db: instance.db, now: () => new Date(), locks: instance.locks, batches: instance.batches };
 
 let inflight = 0;
 let phase = { byOutcome: {}, durations: [], lastErrors: [] };

@@ -2,28 +2,29 @@ import type { Firestore } from "firebase-admin/firestore";
 import { ORDERS, orderRef, type Order } from "./collections/orders";
 import { lockKeys, runTransactionWithLocks, type LocalLocks } from "./concurrency/localLocks";
 import type { StockLevel } from "./collections/products";
-import { SOLD_OUT_FRESH_MS } from "./collections/soldOut";
-import { decideAbandonedRelease, decideReservation, type AbandonPolicy, type ReservationDecision } from "./domain/reservation";
-import { planStock, publishSoldOutFindings, stockRequestFor, writeStockChanges, type SoldOutFinding } from "./inventory/stock";
+import { decideAbandonedRelease, type AbandonPolicy, type ReservationDecision } from "./domain/reservation";
+import type { ReservationBatches, ReservationOutcome } from "./inventory/reservationBatch";
+import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
 import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
+
+export type { ReservationOutcome } from "./inventory/reservationBatch";
 
 export interface ReservationDeps {
   db: Firestore;
   now: () => Date;
-  /** This instance's locks (shared with the webhook): see LocalLocks. */
+  /** This instance's locks: see LocalLocks. */
   locks: LocalLocks;
-  /** How old a sold-out marker may refuse a new reservation (SOLD_OUT_FRESH_MS when absent; tests pin it). */
-  soldOutFreshMs?: number;
+  /** This instance's reservation batches, on the same `db` and `now`: see ReservationBatches. */
+  batches: ReservationBatches;
 }
-
-export type ReservationOutcome = "reserved" | "out_of_stock" | "canceled" | "skipped" | "missing";
 
 /**
  * Handler of the `orders/{orderId}` create trigger: reserves every line or marks the order
- * `out_of_stock`, in one transaction. Safe to run twice: only a `pending` order is touched.
+ * `out_of_stock`, in one transaction shared with the instance's other new orders. Safe to run twice:
+ * only a `pending` order is touched.
  */
-export async function reserveStockForOrder(deps: ReservationDeps, orderId: string): Promise<ReservationOutcome> {
-  return applyToOrder(deps, orderId, (order, stock, now) => decideReservation(order, stock, now));
+export function reserveStockForOrder(deps: ReservationDeps, orderId: string): Promise<ReservationOutcome> {
+  return deps.batches.reserve(orderId);
 }
 
 /** Reads the order and its stock, decides, writes: one transaction. */
@@ -37,15 +38,11 @@ async function applyToOrder(
   const scope = deps.locks.scope();
   try {
     await scope.acquire(lockKeys.order(orderId));
-    // From the body's last run, the one that committed.
-    let soldOut: readonly SoldOutFinding[] = [];
-    const outcome = await runTransactionWithLocks(db, scope, async (tx) => {
-      soldOut = [];
+    return await runTransactionWithLocks(db, scope, async (tx) => {
       const order = (await tx.get(ref)).data();
       if (order === undefined) return "missing";
       if (order.status !== "pending" && order.status !== "reserved") return "skipped";
-      const plan = await planStock(tx, db, { ...stockRequestFor(order), refuseOnLocalTakings: true, soldOutFreshMs: deps.soldOutFreshMs ?? SOLD_OUT_FRESH_MS }, scope);
-      soldOut = plan.soldOut;
+      const plan = await planStock(tx, db, stockRequestFor(order), scope);
       const now = deps.now();
       const decision = decideFor(order, plan.levels, now);
       if (decision.kind === "skip") return "skipped";
@@ -60,10 +57,6 @@ async function applyToOrder(
       }
       return decision.result;
     });
-    // After the commit: a group commit waits for every member's body, so a write in the body would hold
-    // up the payments grouped with this reservation.
-    await publishSoldOutFindings(db, scope, soldOut);
-    return outcome;
   } finally {
     scope.releaseAll();
   }

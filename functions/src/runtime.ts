@@ -27,6 +27,7 @@ import type { App } from "firebase-admin/app";
 import { DEFAULT_GROUP_COMMIT } from "./concurrency/groupCommit";
 import { AGGREGATE_MIN_INTERVAL_MS } from "./inventory/shards";
 import { LocalLocks } from "./concurrency/localLocks";
+import { ReservationBatches } from "./inventory/reservationBatch";
 import { DEFAULT_ABANDON_POLICY, type ReservationDeps } from "./reservation";
 import { parseWebhookSecrets } from "./stripe/signature";
 import type { ClaimsDeps } from "./subscriptions/claims";
@@ -99,7 +100,7 @@ function build(): Runtime {
     grace: { db, now },
     webhookDeps,
     webhook: createWebhookHandler(webhookDeps),
-    reservation: { db, now, locks },
+    reservation: { db, now, locks, batches: new ReservationBatches(db, now) },
     abandonPolicy: { ...DEFAULT_ABANDON_POLICY, holdMs: RESERVATION_HOLD_MINUTES.value() * 60_000 },
     delivery: {
       db,

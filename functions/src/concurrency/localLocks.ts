@@ -25,8 +25,6 @@ export class LocalLocks {
   private readonly flights = new Map<string, { startedAt: number; promise: Promise<unknown> }>();
   /** What this instance last saw of a figure that only steers a choice (see `LockScope.hint`). */
   private readonly hints = new Map<string, number>();
-  /** What the scope holding a key says it leaves of the document once it commits (see `LockScope.noteTaking`). */
-  private readonly takings = new Map<string, { scope: LockScope; left: number }>();
   private readonly groups = new WeakMap<Firestore, GroupCommit>();
 
   /**
@@ -84,21 +82,6 @@ export class LocalLocks {
     // A bound, not a cache to evict from carefully: a hint that is gone only costs one read to learn again.
     if (this.hints.size >= MAX_HINTS && !this.hints.has(key)) this.hints.clear();
     this.hints.set(key, value);
-  }
-
-  /** @internal See LockScope.noteTaking. */
-  noteTaking(key: string, scope: LockScope, left: number): void {
-    if (this.coordination.localKeys) this.takings.set(key, { scope, left });
-  }
-
-  /** @internal See LockScope.leftByHolder. */
-  taking(key: string): { scope: LockScope; left: number } | undefined {
-    return this.takings.get(key);
-  }
-
-  /** @internal A key's taking ends when the scope that noted it lets the key go. */
-  forgetTaking(key: string, scope: LockScope): void {
-    if (this.takings.get(key)?.scope === scope) this.takings.delete(key);
   }
 
   /** This instance's group commit on `db`: the transactions its requests run together (see GroupCommit). */
@@ -205,21 +188,6 @@ export class LockScope {
     this.locks.noteHint(key, value);
   }
 
-  /**
-   * This scope holds `key` and means to leave `left` units of that document once it commits: other
-   * requests may count the document so (`leftByHolder`) while this scope holds the key, and no longer.
-   */
-  noteTaking(key: string, left: number): void {
-    if (this.held.has(key)) this.locks.noteTaking(key, this, left);
-  }
-
-  /** What another scope holding `key` said it leaves of the document (see noteTaking), or undefined. */
-  leftByHolder(key: string): number | undefined {
-    const taking = this.locks.taking(key);
-    // A taking lives only while its scope holds the key (noteTaking, release): no need to ask that scope.
-    return taking !== undefined && taking.scope !== this ? taking.left : undefined;
-  }
-
   /** Waits for every key not yet held, in sorted order. Never call it inside a transaction. */
   async acquire(...keys: string[]): Promise<void> {
     for (const key of [...new Set(keys)].sort()) {
@@ -257,15 +225,11 @@ export class LockScope {
 
   release(key: string): void {
     if (!this.held.delete(key)) return;
-    this.locks.forgetTaking(key, this);
     this.locks.unlock(key);
   }
 
   releaseAll(): void {
-    for (const key of this.held) {
-      this.locks.forgetTaking(key, this);
-      this.locks.unlock(key);
-    }
+    for (const key of this.held) this.locks.unlock(key);
     this.held.clear();
   }
 

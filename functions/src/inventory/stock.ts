@@ -2,14 +2,12 @@ import { performance } from "node:perf_hooks";
 import { createHash } from "node:crypto";
 import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
 import { productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
-import { soldOutRef, soldOutRefuses, type SoldOutMarker } from "../collections/soldOut";
 import type { StockChange } from "../domain/orderMachine";
 import { toCount } from "../collections/firestoreValues";
 import { quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
 import { isDocumentId } from "../domain/ids";
 import type { TransactionLike } from "../concurrency/groupCommit";
 import { lockKeys, LocksWanted, type LockScope } from "../concurrency/localLocks";
-import { GRPC_ALREADY_EXISTS, GRPC_FAILED_PRECONDITION, grpcCodeOf } from "../errors";
 
 /**
  * Where each SKU's stock is read and written inside a transaction. Unsharded products: the product
@@ -23,15 +21,6 @@ export interface StockPlan {
   targets: Map<string, StockTarget[]>;
   /** For sharded SKUs only: where the line's units are (recorded on the order so a release hits the same shards). */
   shards: Record<string, ShardHolding>;
-  /** Sold-out findings of this plan's snapshots, for the caller to publish after its commit (publishSoldOut). */
-  soldOut: SoldOutFinding[];
-}
-
-/** A lock-free read of all of a product's shards found none available; `seen` is the marker version read before it. */
-export interface SoldOutFinding {
-  sku: string;
-  seen: DocumentSnapshot<SoldOutMarker>;
-  marker: SoldOutMarker;
 }
 
 export interface StockTarget {
@@ -63,19 +52,6 @@ export interface StockRequest {
   reserved?: boolean;
   /** Spreads orders over shards deterministically (the order id). */
   key: string;
-  /**
-   * A new reservation (the trigger's): it may be refused without waiting for units that another request
-   * of this instance is taking (see chooseShards). A payment waits for them instead: refusing it sends a
-   * paid order to review.
-   */
-  refuseOnLocalTakings?: boolean;
-  /**
-   * With `refuseOnLocalTakings`: a sharded line may also be refused on a sold-out marker at most this
-   * old (collections/soldOut.ts) instead of on a read of all its shards, and a read of all of them that
-   * finds none available goes into the plan's `soldOut`, for the caller to publish once it has
-   * committed. Payments never set it, for the same reason as above.
-   */
-  soldOutFreshMs?: number;
 }
 
 /** Shards an order's units are in, and whether they are its live reservation. */
@@ -103,7 +79,7 @@ export function startShard(key: string, sku: string, shards: number): number {
  * sharded product prefers a shard nobody in this instance is using.
  */
 export async function planStock(tx: TransactionLike, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
-  const plan: StockPlan = { levels: new Map(), targets: new Map(), shards: {}, soldOut: [] };
+  const plan: StockPlan = { levels: new Map(), targets: new Map(), shards: {} };
   const skus = [...request.quantities.keys()].sort();
   const toRead: string[] = [];
   for (const sku of skus) {
@@ -152,7 +128,6 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
     plan.levels.set(sku, chosen.level);
     plan.targets.set(sku, chosen.parts.map(({ ref, units }) => ({ ref, units, kind: "shard" as const })));
     plan.shards[sku] = chosen.parts.length === 1 ? chosen.parts[0].shard : Object.fromEntries(chosen.parts.map((p) => [String(p.shard), p.units]));
-    if (chosen.soldOut !== undefined) plan.soldOut.push(chosen.soldOut);
   }
   return plan;
 }
@@ -198,7 +173,6 @@ interface ShardPlan {
   /** What the decision sees: the sum of the parts' levels. */
   level: StockLevel;
   parts: Array<{ shard: number; ref: DocumentReference; units: number }>;
-  soldOut?: SoldOutFinding;
 }
 
 /** How many shards a reservation tries inside its transaction after a lock-free read said they fit. */
@@ -236,21 +210,13 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   // What this instance last saw of each shard steers which one is tried first: a shard it saw short is
   // not read in the transaction again (a wasted read, and a guard other instances' sales would fail),
   // until a snapshot shows it has units again. A sale or a stock change is decided only on this
-  // transaction's own reads; a refusal may rest on a snapshot, and for a new reservation on takings.
+  // transaction's own reads; a refusal may rest on a snapshot.
   const note = (choice: ShardChoice) => scope.noteHint(key(choice.shard), available(choice));
   const seemsToFit = (shard: number) => (scope.hint(key(shard)) ?? qty) >= qty;
-  // A new reservation counts a shard another request here holds with what that request said it leaves
-  // (its taking), if that is less: the snapshot may predate its commit. Units only such requests are
-  // taking are not waited for, so the last buyers of a sell-out are refused at once instead of queueing
-  // for shards that will be empty. Such a refusal misses a unit its holder ends up not taking (its own
-  // order refused for another line, say): contract deviation 13.
-  const afterLocalHolder = (shard: number, choice: ShardChoice): ShardChoice => {
-    const left = request.refuseOnLocalTakings === true ? scope.leftByHolder(key(shard)) : undefined;
-    if (left === undefined || left >= available(choice)) {
-      if (!scope.heldByOther(key(shard))) note(choice);
-      return choice;
-    }
-    return { ...choice, level: { stock: choice.level.stock, reserved: choice.level.stock - Math.max(0, left) } };
+  // A shard another request here holds may be about to change: its snapshot figures are no hint.
+  const fromSnapshot = (shard: number, choice: ShardChoice): ShardChoice => {
+    if (!scope.heldByOther(key(shard))) note(choice);
+    return choice;
   };
   const read = async (shards: number[]): Promise<ShardChoice[]> => {
     const choices = (await tx.getAll(...shards.map((shard) => stockShardRef(db, sku, shard)))).map((snapshot, i) => toChoice(shards[i], snapshot));
@@ -272,24 +238,18 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   const probe = Array.from({ length: n }, (_, i) => (start + i) % n);
   const tried: ShardChoice[] = [];
   // Reads one shard this request holds. It keeps the key even if the shard is short: the read holds
-  // the document in Firestore until commit, and nobody here should write it before then. While the read
-  // is in flight, its taking already counts the units this request means to take (see afterLocalHolder).
+  // the document in Firestore until commit, and nobody here should write it before then.
   const attempt = async (shard: number): Promise<ShardChoice | null> => {
-    const expected = scope.hint(key(shard));
-    if (expected !== undefined) scope.noteTaking(key(shard), expected - qty);
     const [choice] = await read([shard]);
     tried.push(choice);
-    const left = available(choice) - (fits(choice) ? qty : 0);
-    scope.noteTaking(key(shard), left);
-    scope.noteHint(key(shard), left);
+    scope.noteHint(key(shard), available(choice) - (fits(choice) ? qty : 0));
     return fits(choice) ? choice : null;
   };
 
-  let soldOut: SoldOutFinding | undefined;
   // Keys of this SKU held from an earlier attempt (or waited for) and not read now are let go.
   const choose = (plan: ShardPlan): ShardPlan => {
     for (const shard of probe) if (!tried.some((t) => t.shard === shard)) scope.release(key(shard));
-    return soldOut === undefined ? plan : { ...plan, soldOut };
+    return plan;
   };
 
   const preferred = probe.find((shard) => seemsToFit(shard) && scope.tryAcquire(key(shard)));
@@ -298,20 +258,6 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
     if (choice !== null) return choose(whole(choice));
   }
   const others = probe.filter((shard) => shard !== preferred);
-  // When this instance last saw every shard short, a new reservation of a product that
-  // another request, of any instance, found sold out less than a second ago is refused on that finding:
-  // during a sell-out each refusal read every shard again, 50 documents, which across instances was half
-  // of all the reads of a flash sale (docs/performance.md). It misses a unit released within that
-  // second, as a snapshot misses one released during its read. A request for which this instance still
-  // knows a shard with units goes to the snapshot at once: the marker would be one more round trip in its
-  // way. A failure to read the marker fails the request like any other Firestore failure.
-  let seenMarker: DocumentSnapshot<SoldOutMarker> | undefined;
-  if (request.refuseOnLocalTakings === true && request.soldOutFreshMs !== undefined && !probe.some(seemsToFit)) {
-    seenMarker = await scope.sharedRead(`soldOut:${sku}`, () => soldOutRef(db, sku).get());
-    if (soldOutRefuses(seenMarker.data(), n, seenMarker.readTime, request.soldOutFreshMs)) {
-      return choose({ level: { stock: 0, reserved: 0 }, parts: [] });
-    }
-  }
   // Requests of this instance that need the same snapshot at once share one read: when a product sells
   // out, every refusal needs it. A shared snapshot is at most one round trip older than an own one,
   // which a refusal already allows for.
@@ -319,13 +265,7 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   // In shard order, not this request's probe order: the requests that share it probe from other starts.
   const readAll = () => db.getAll(...Array.from({ length: n }, (_, shard) => stockShardRef(db, sku, shard)));
   const snapshot = await scope.sharedRead(snapshotKey, readAll, tried.length > 0 ? choosing : -Infinity);
-  // Only a request that read the marker publishes it, and only after its commit (see SoldOutFinding): a
-  // write here would hold up the payments that share this snapshot or this request's group commit. Only
-  // the raw figures count: units that requests of this instance are taking may yet stay free.
-  if (seenMarker !== undefined && snapshot.every((s, shard) => available(toChoice(shard, s)) === 0)) {
-    soldOut = { sku, seen: seenMarker, marker: { shards: n, at: snapshot[0].readTime } };
-  }
-  const unlocked = others.map((shard) => afterLocalHolder(shard, toChoice(shard, snapshot[shard])));
+  const unlocked = others.map((shard) => fromSnapshot(shard, toChoice(shard, snapshot[shard])));
   const candidates = unlocked.filter(fits).map((c) => c.shard);
   const busy: number[] = [];
   for (const shard of candidates) {
@@ -348,8 +288,7 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
   const split = await splitLine(sku, qty, tried, unlocked, read, scope, () => scope.sharedReadWasStale(snapshotKey));
   if (split !== null) return choose(split);
   // Only a snapshot without enough units in all shards together refuses. The plan's target is a shard
-  // read in this transaction, as every target is except a refusal's on a sold-out marker, which has none
-  // (a restock of a line with no held shard comes this way).
+  // read in this transaction, as every target is (a restock of a line with no held shard comes this way).
   if (tried.length > 0) return choose(whole(tried[0]));
   const target = unlocked.find((c) => !scope.heldByOther(key(c.shard))) ?? unlocked[0];
   scope.require(key(target.shard));
@@ -405,34 +344,6 @@ async function splitLine(
   return { level: sumLevels(parts.map((p) => (fresh.get(p.shard) as ShardChoice).level)), parts };
 }
 
-/**
- * Publishes a snapshot's finding that a product is sold out, unless the marker changed since `seen` was
- * read: of all the requests, of every instance, that read one version of it, one writes, so during a
- * sell-out the document takes about one write per SOLD_OUT_FRESH_MS in all, whatever the number of
- * instances, and an older finding never overwrites a newer one. Returns whether this call wrote it.
- */
-export async function publishSoldOut(db: Firestore, { sku, seen, marker }: SoldOutFinding): Promise<boolean> {
-  const ref = soldOutRef(db, sku);
-  try {
-    if (seen.updateTime === undefined) await ref.create(marker);
-    else await ref.update({ shards: marker.shards, at: marker.at }, { lastUpdateTime: seen.updateTime });
-    return true;
-  } catch (error) {
-    // Another request published first (or the marker was deleted since it was read): its finding stands.
-    const code = grpcCodeOf(error);
-    if (code === GRPC_ALREADY_EXISTS || code === GRPC_FAILED_PRECONDITION) return false;
-    throw error;
-  }
-}
-
-/**
- * Publishes a committed plan's sold-out findings; requests of this instance that publish one SKU at once
- * share one write. A failure fails the caller after its commit, so a retry finds its work done.
- */
-export async function publishSoldOutFindings(db: Firestore, scope: LockScope, findings: readonly SoldOutFinding[]): Promise<void> {
-  for (const finding of findings) await scope.sharedRead(`soldOutWrite:${finding.sku}`, () => publishSoldOut(db, finding));
-}
-
 function sumLevels(levels: readonly StockLevel[]): StockLevel {
   return levels.reduce((sum, l) => ({ stock: sum.stock + l.stock, reserved: sum.reserved + l.reserved }), { stock: 0, reserved: 0 });
 }
@@ -445,8 +356,6 @@ export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes:
   for (const change of changes) {
     const targets = plan.targets.get(change.sku);
     if (targets === undefined) throw new Error(`No stock location planned for ${change.sku}`);
-    // A refusal on a sold-out marker plans no shard: a change there would be lost, not written.
-    if (targets.length === 0 && (change.stock !== 0 || change.reserved !== 0)) throw new Error(`No stock shard planned for a change of ${change.sku}`);
     const stockShares = shares(change.stock, targets);
     const reservedShares = shares(change.reserved, targets);
     targets.forEach((target, i) => {

@@ -1,14 +1,10 @@
 import { expect } from "chai";
-import { FieldValue, Timestamp } from "firebase-admin/firestore";
-import { stockShardRef } from "../../src/collections/products";
-import { soldOutRef } from "../../src/collections/soldOut";
 import { DEFAULT_GROUP_COMMIT } from "../../src/concurrency/groupCommit";
-import { LocalLocks, lockKeys } from "../../src/concurrency/localLocks";
-import { publishSoldOut, startShard } from "../../src/inventory/stock";
+import { LocalLocks } from "../../src/concurrency/localLocks";
 import { configureStockShards } from "../../src/inventory/shards";
 import { reserveStockForOrder } from "../../src/reservation";
 import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, withTriggersPaused, uniqueId, waitForOrderStatus } from "../helpers/emulator";
-import { beforeFirstCommit, countingCommits, invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
+import { beforeFirstCommit, countingCommits, invoke, reservationDeps, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { charge, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /**
@@ -156,8 +152,8 @@ describe("one instance under concurrent load", () => {
     const orders = Array.from({ length: 24 }, () => ({ id: uniqueId("order"), piId: stripeId("pi") }));
     // The deployed trigger reserves these too (another instance): both race, and must agree.
     await Promise.all(orders.map((o) => createOrder({ id: o.id, items: [{ sku, qty: 1 }], amount: 500 })));
-    const reservationDeps = { db: db(), now: () => new Date(), locks: new LocalLocks() };
-    await Promise.all(orders.map((o) => reserveStockForOrder(reservationDeps, o.id)));
+    const reservation = reservationDeps(db());
+    await Promise.all(orders.map((o) => reserveStockForOrder(reservation, o.id)));
     const ids = orders.map((o) => o.id);
     await eventually("every order to be reserved or out of stock", async () => {
       const counts = await statusesOf(ids);
@@ -176,191 +172,6 @@ describe("one instance under concurrent load", () => {
     const levels = await shards(sku);
     expect(total(levels)).to.deep.equal({ stock: 0, reserved: 0 });
     for (const level of levels) expect(level.stock).to.be.at.least(0);
-  });
-
-  /** An order id whose reservation starts its probe of `sku`'s `n` shards at `shard`. */
-  const idStartingAt = (sku: string, n: number, shard: number) => {
-    for (;;) {
-      const id = uniqueId("order");
-      if (startShard(id, sku, n) === shard) return id;
-    }
-  };
-
-  /** LocalLocks that count how often a request waits for `key`. */
-  function countingWaitsFor(key: string): { locks: LocalLocks; waits: () => number } {
-    let waits = 0;
-    const locks = new (class extends LocalLocks {
-      override lock(wanted: string): Promise<void> {
-        if (wanted === key) waits += 1;
-        return super.lock(wanted);
-      }
-    })();
-    return { locks, waits: () => waits };
-  }
-
-  /**
-   * `real`, counting the stock shard documents its `getAll` reads (in transactions and snapshots alike),
-   * and keeping the read times of its reads of more than one shard (the snapshots).
-   */
-  function countingShardReads(real: ReturnType<typeof db>): { db: ReturnType<typeof db>; reads: () => number; snapshotTimes: () => Timestamp[] } {
-    let reads = 0;
-    const snapshotTimes: Timestamp[] = [];
-    const counted = new Proxy(real, {
-      get(target, prop, receiver) {
-        if (prop === "getAll") {
-          return async (...args: Parameters<typeof real.getAll>) => {
-            const shardReads = args.filter((a) => typeof a === "object" && a !== null && "path" in a && String(a.path).includes("/stockShards/")).length;
-            reads += shardReads;
-            const snapshots = await target.getAll(...args);
-            if (shardReads > 1 && snapshots.length > 0) snapshotTimes.push(snapshots[0].readTime);
-            return snapshots;
-          };
-        }
-        const value: unknown = Reflect.get(target, prop, receiver);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
-    return { db: counted, reads: () => reads, snapshotTimes: () => [...snapshotTimes] };
-  }
-
-  it("does not read again a shard the instance saw sold out: five buyers starting at one shard of four read one shard each and one snapshot", async () => {
-    const sku = uniqueId("flash");
-    await withTriggersPaused(async () => {
-      await seedProduct(sku, 4);
-      await configureStockShards(db(), sku, 4);
-      const ids = Array.from({ length: 5 }, () => idStartingAt(sku, 4, 0));
-      await Promise.all(ids.map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
-      const counted = countingShardReads(db());
-      const deps = { db: counted.db, now: () => new Date(), locks: new LocalLocks() };
-      const outcomes: string[] = [];
-      for (const id of ids) outcomes.push(await reserveStockForOrder(deps, id));
-      expect(outcomes).to.deep.equal(["reserved", "reserved", "reserved", "reserved", "out_of_stock"]);
-      // One shard each for the four sales (without the hints: shard 0 again, then a snapshot, 24 reads),
-      // and the refusal on one snapshot of all four plus the shard its plan names.
-      expect(counted.reads()).to.equal(4 + 4 + 1);
-      expect(total(await shards(sku))).to.deep.equal({ stock: 4, reserved: 4 });
-    });
-  });
-
-  it("refuses a buyer on another instance's fresh sold-out marker without reading a shard; an old marker, and a payment, read the shards", async () => {
-    const sku = uniqueId("flash");
-    await withTriggersPaused(async () => {
-      await seedProduct(sku, 2);
-      await configureStockShards(db(), sku, 2);
-      const [first, second, third, early, late, later, unreserved, last] = [0, 1, 0, 1, 1, 1, 0, 0].map((shard) => idStartingAt(sku, 2, shard));
-      await Promise.all([first, second, third, early, late, later, unreserved, last].map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
-      const now = () => new Date();
-      // Instance A sells both units; seeing both shards empty, it refuses a third buyer on a snapshot of
-      // both, and publishes the marker (it read none).
-      const aReads = countingShardReads(db());
-      const a = { db: aReads.db, now, locks: new LocalLocks() };
-      expect([await reserveStockForOrder(a, first), await reserveStockForOrder(a, second), await reserveStockForOrder(a, third)]).to.deep.equal(["reserved", "reserved", "out_of_stock"]);
-      const published = await soldOutRef(db(), sku).get();
-      expect(published.data()?.shards).to.equal(2);
-      // Stamped with the read time of the snapshot it rests on (Firestore's clock, not the instance's).
-      expect(aReads.snapshotTimes()).to.have.length(1);
-      expect(published.data()?.at.isEqual(aReads.snapshotTimes()[0])).to.equal(true);
-      // Instance B refuses a buyer on its own snapshot (it had no reason yet to think the product sold out).
-      const b = countingShardReads(db());
-      const bLocks = new LocalLocks();
-      expect(await reserveStockForOrder({ db: b.db, now, locks: bLocks }, early)).to.equal("out_of_stock");
-      // A unit comes back to shard 0 (a release, say).
-      await stockShardRef(db(), sku, 0).update({ stock: FieldValue.increment(1) });
-
-      // B's next buyer: B saw every shard empty, so it reads A's marker (its window pinned wide) and refuses on it.
-      const before = b.reads();
-      expect(await reserveStockForOrder({ db: b.db, now, locks: bLocks, soldOutFreshMs: 60_000 }, late)).to.equal("out_of_stock");
-      expect(b.reads() - before, "shard documents read").to.equal(0);
-
-      // With the default window, once the marker is 5 s old: the snapshot finds the unit.
-      const old = Timestamp.fromMillis(Date.now() - 5000);
-      await soldOutRef(db(), sku).set({ shards: 2, at: old });
-      const beforeOld = b.reads();
-      expect(await reserveStockForOrder({ db: b.db, now, locks: bLocks }, later)).to.equal("reserved");
-      expect(b.reads() - beforeOld, "the snapshot of both shards, then shard 0").to.equal(3);
-      // That snapshot was not sold out: the old marker stays as it was.
-      expect((await soldOutRef(db(), sku).get()).data()?.at.isEqual(old)).to.equal(true);
-
-      // A payment of an order that holds nothing is never refused on a marker, even on the instance whose
-      // hints show every shard short and with the marker fresh: it reads the shards.
-      await stockShardRef(db(), sku, 1).update({ stock: FieldValue.increment(1) });
-      await soldOutRef(db(), sku).set({ shards: 2, at: Timestamp.fromMillis(Date.now() - 100) });
-      const paid = await invoke({ ...webhookDeps(b.db), locks: bLocks }, event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId: unreserved })));
-      expect([paid.status, paid.body.result]).to.deep.equal([200, "finalized"]);
-      expect(total(await shards(sku))).to.deep.equal({ stock: 3, reserved: 3 });
-
-      // Sold out again, under a marker 5 s old: B's next buyer reads both shards, is refused, and B
-      // replaces the old marker with its own snapshot's finding.
-      await soldOutRef(db(), sku).set({ shards: 2, at: old });
-      expect(await reserveStockForOrder({ db: b.db, now, locks: bLocks }, last)).to.equal("out_of_stock");
-      const republished = (await soldOutRef(db(), sku).get()).data();
-      expect(republished?.at.isEqual(b.snapshotTimes()[b.snapshotTimes().length - 1])).to.equal(true);
-      expect(republished?.at.toMillis()).to.be.greaterThan(old.toMillis());
-    });
-  });
-
-  it("publishes a sold-out finding once per marker version, whichever instance comes first, and never over a newer one", async () => {
-    const sku = uniqueId("flash");
-    const ref = soldOutRef(db(), sku);
-    const unseen = await ref.get();
-    const first = Timestamp.fromMillis(Date.now() - 2000);
-    const finding = (seen: typeof unseen, at: Timestamp) => ({ sku, seen, marker: { shards: 4, at } });
-    expect([await publishSoldOut(db(), finding(unseen, first)), await publishSoldOut(db(), finding(unseen, Timestamp.now()))]).to.deep.equal([true, false]);
-    expect((await ref.get()).data()?.at.isEqual(first)).to.equal(true);
-    // Two instances that read the same version publish at once: one writes, the other's finding is dropped.
-    const seen = await ref.get();
-    const [early, late] = [Timestamp.fromMillis(Date.now() - 1000), Timestamp.fromMillis(Date.now() - 500)];
-    const wrote = await Promise.all([publishSoldOut(db(), finding(seen, early)), publishSoldOut(db(), finding(seen, late))]);
-    expect(wrote.filter(Boolean)).to.have.length(1);
-    expect((await ref.get()).data()?.at.isEqual(wrote[0] ? early : late)).to.equal(true);
-  });
-
-  it("refuses at once a buyer whose only units another request of the instance is taking, instead of waiting for that shard", async () => {
-    const sku = uniqueId("flash");
-    await withTriggersPaused(async () => {
-      await seedProduct(sku, 2);
-      await configureStockShards(db(), sku, 2);
-      await stockShardRef(db(), sku, 1).update({ stock: 0 });
-      const buyer = idStartingAt(sku, 2, 0);
-      await createOrder({ id: buyer, items: [{ sku, qty: 1 }], amount: 500 });
-      const { locks, waits } = countingWaitsFor(lockKeys.shard(sku, 0));
-      // Another request of this instance chose shard 0 for its one unit, and has not committed yet.
-      const holder = locks.scope();
-      expect(holder.tryAcquire(lockKeys.shard(sku, 0))).to.equal(true);
-      holder.noteTaking(lockKeys.shard(sku, 0), 0);
-      let answered = false;
-      const outcome = reserveStockForOrder({ db: db(), now: () => new Date(), locks }, buyer).finally(() => (answered = true));
-      await eventually("the buyer to be answered, or to wait for shard 0", async () => answered || waits() > 0);
-      holder.releaseAll();
-      // Had it waited, it would have found the unit the holder never took, and been sold it.
-      expect([await outcome, waits()]).to.deep.equal(["out_of_stock", 0]);
-      expect((await stockShardRef(db(), sku, 0).get()).data()).to.include({ stock: 1, reserved: 0 });
-    });
-  });
-
-  it("gives two reservations that share one shard snapshot each shard's own figures, whatever shard each starts from", async () => {
-    const sku = uniqueId("flash");
-    await withTriggersPaused(async () => {
-      await seedProduct(sku, 6);
-      await configureStockShards(db(), sku, 3);
-      // Only shard 0 has units: 2 of them.
-      const shardRef = (n: number) => stockShardRef(db(), sku, n);
-      await Promise.all([shardRef(0).update({ stock: 2 }), shardRef(1).update({ stock: 0 }), shardRef(2).update({ stock: 0 })]);
-      // A starts its probe at shard 0, B at shard 2: they read the snapshot in different orders.
-      const [a, b] = [idStartingAt(sku, 3, 0), idStartingAt(sku, 3, 2)];
-      await Promise.all([a, b].map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
-      // Another request of the instance holds shard 0, so both go to the snapshot and then wait for it.
-      const { locks, waits } = countingWaitsFor(lockKeys.shard(sku, 0));
-      const holder = locks.scope();
-      expect(holder.tryAcquire(lockKeys.shard(sku, 0))).to.equal(true);
-      const deps = { db: db(), now: () => new Date(), locks };
-      const outcomes = Promise.all([a, b].map((id) => reserveStockForOrder(deps, id)));
-      // Both wait for shard 0 (a request that misread the snapshot would be refused instead).
-      await eventually("both reservations to wait for shard 0, or one to be refused", async () => waits() >= 2 || (await statusesOf([a, b])).out_of_stock);
-      holder.releaseAll();
-      expect(await outcomes).to.deep.equal(["reserved", "reserved"]);
-      expect((await shardRef(0).get()).data()).to.include({ stock: 2, reserved: 2 });
-    });
   });
 
   /** Two orders holding a unit each of a product with 2 in stock; the operator then edits the product; both are paid at once. */
@@ -554,7 +365,7 @@ describe("two instances against one database", () => {
     await withTriggersPaused(async () => {
       const orders = Array.from({ length: 18 }, () => ({ id: uniqueId("order"), piId: stripeId("pi") }));
       await Promise.all(orders.map((o) => createOrder({ id: o.id, items: [{ sku, qty: 1 }], amount: 500 })));
-      const instances = [new LocalLocks(), new LocalLocks()].map((locks) => ({ db: db(), now: () => new Date(), locks }));
+      const instances = [reservationDeps(db()), reservationDeps(db())];
       const reserved = await Promise.all(orders.map((o, i) => reserveStockForOrder(instances[i % 2], o.id)));
       expect(reserved.filter((r) => r === "reserved")).to.have.length(12);
       expect(reserved.filter((r) => r === "out_of_stock")).to.have.length(6);

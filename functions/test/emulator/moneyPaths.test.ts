@@ -1,6 +1,5 @@
 import { expect } from "chai";
 import { Timestamp } from "firebase-admin/firestore";
-import { LocalLocks } from "../../src/concurrency/localLocks";
 import { aggregateShards, configureStockShards } from "../../src/inventory/shards";
 import { DEFAULT_DELIVERY_OPTIONS, deliverNotification } from "../../src/notifications/deliver";
 import { logProvider } from "../../src/notifications/providers";
@@ -22,7 +21,7 @@ import {
   type Delivery,
   type OrderSeed,
 } from "../helpers/emulator";
-import { invoke, webhookDeps } from "../helpers/inProcess";
+import { invoke, reservationDeps, webhookDeps } from "../helpers/inProcess";
 import { charge, checkoutSession, dispute, event, paymentIntent, stripeId, type StripeEventEnvelope } from "../helpers/stripeFixtures";
 
 /**
@@ -202,7 +201,7 @@ async function paidWhilePending(t: Ledger, sku: string, qty: number, amount: num
     await t.expectResult(succeeded(orderId, amount, piId), "finalized");
   });
   // The trigger's late run (the handler the deployed trigger calls) leaves the paid order as it is.
-  expect(await reserveStockForOrder({ db: db(), now: () => new Date(), locks: new LocalLocks() }, orderId)).to.equal("skipped");
+  expect(await reserveStockForOrder(reservationDeps(db()), orderId)).to.equal("skipped");
   await deliverConfirmation(orderId);
   return orderId;
 }
@@ -237,7 +236,7 @@ describe("money paths through HTTP on the emulators (issue 10)", () => {
       const late = await t.order({ items: [{ sku, qty: 2 }], amount: 1200, createdAt: window.start });
       await waitForOrderStatus(late, "reserved");
       // Swept with a clock 31 minutes after this test's own minute of 2001: no other test's order is a candidate.
-      const report = await releaseAbandonedReservations({ db: db(), now: () => window.after(31 * 60_000), locks: new LocalLocks() }, DEFAULT_ABANDON_POLICY, 500);
+      const report = await releaseAbandonedReservations(reservationDeps(db(), () => window.after(31 * 60_000)), DEFAULT_ABANDON_POLICY, 500);
       expect(report.canceled).to.be.at.least(1);
       expect((await orderData(late)).status).to.equal("canceled");
       expect(await productData(sku)).to.deep.equal({ stock: 2, reserved: 0 });

@@ -4,7 +4,6 @@ import { getAuth } from "firebase-admin/auth";
 import { Timestamp } from "firebase-admin/firestore";
 import { DEFAULT_DELIVERY_OPTIONS, deliverNotification, redriveNotifications, type DeliveryDeps } from "../../src/notifications/deliver";
 import { smtpProvider } from "../../src/notifications/smtpProvider";
-import { LocalLocks } from "../../src/concurrency/localLocks";
 import { releaseAbandonedReservations, DEFAULT_ABANDON_POLICY } from "../../src/reservation";
 import {
   countWhere,
@@ -23,7 +22,7 @@ import {
   waitForOrderStatus,
 } from "../helpers/emulator";
 import { replayDeadLetter } from "../../src/webhook/replay";
-import { appliedButUnacknowledged, invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
+import { appliedButUnacknowledged, invoke, reservationDeps, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { checkoutSession, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /** Issue 4: failures are visible and recoverable. */
@@ -230,7 +229,7 @@ describe("operations: failures are visible and recoverable", () => {
     await waitForOrderStatus(inCheckout, "reserved");
     expect(await productData(sku)).to.deep.equal({ stock: 10, reserved: 5 });
 
-    const report = await releaseAbandonedReservations({ db: db(), now: () => window.after(31 * 60_000), locks: new LocalLocks() }, DEFAULT_ABANDON_POLICY, 500);
+    const report = await releaseAbandonedReservations(reservationDeps(db(), () => window.after(31 * 60_000)), DEFAULT_ABANDON_POLICY, 500);
     expect(report.canceled).to.be.at.least(1);
     expect((await orderData(abandoned)).status).to.equal("canceled");
     expect((await orderData(inCheckout)).status).to.equal("reserved");

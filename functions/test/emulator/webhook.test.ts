@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { DEFAULT_DELIVERY_OPTIONS, deliverNotification } from "../../src/notifications/deliver";
 import { logProvider } from "../../src/notifications/providers";
-import { LocalLocks } from "../../src/concurrency/localLocks";
+import { reservationDeps } from "../helpers/inProcess";
 import { reserveStockForOrder } from "../../src/reservation";
 import {
   countWhere,
@@ -106,7 +106,7 @@ describe("stripeWebhook on the emulators: the core path", () => {
     });
     expect(await productData(sku)).to.deep.equal({ stock: 47, reserved: 0 });
     // The trigger's late run (the same handler the deployed trigger calls) must leave everything as it is.
-    const outcome = await reserveStockForOrder({ db: db(), now: () => new Date(), locks: new LocalLocks() }, orderId);
+    const outcome = await reserveStockForOrder(reservationDeps(db()), orderId);
     expect(outcome).to.equal("skipped");
     expect(await productData(sku)).to.deep.equal({ stock: 47, reserved: 0 });
     expect((await orderData(orderId)).status).to.equal("finalized");

@@ -1,5 +1,7 @@
 import type { Firestore, WriteResult } from "firebase-admin/firestore";
 import { LocalLocks } from "../../src/concurrency/localLocks";
+import { ReservationBatches } from "../../src/inventory/reservationBatch";
+import type { ReservationDeps } from "../../src/reservation";
 import { createWebhookHandler, type WebhookDeps } from "../../src/webhook/handler";
 import { webhookSecret } from "./emulator";
 import { event, signatureHeader } from "./stripeFixtures";
@@ -20,6 +22,11 @@ export function webhookDeps(database: Firestore): WebhookDeps {
     webhookSecrets: () => [webhookSecret()],
     logDelivery: () => undefined,
   };
+}
+
+/** The reservation service of one function instance on `database`: its own locks and batches. */
+export function reservationDeps(database: Firestore, now: () => Date = () => new Date()): ReservationDeps {
+  return { db: database, now, locks: new LocalLocks(), batches: new ReservationBatches(database, now) };
 }
 
 /** Fault injection at the dependency boundary: the first commit fails as Firestore does when unavailable. */

@@ -138,7 +138,6 @@ describe("firestore.rules", () => {
         active: true,
       });
       await setDoc(doc(db, "products", SKU, "stockShards", "0"), { stock: 5, reserved: 1 });
-      await setDoc(doc(db, "products", SKU, "stockHints", "soldOut"), { shards: 2, at: new Date() });
       await setDoc(doc(db, "orders", OWNER_ORDER_ID), {
         userId: OWNER_UID,
         items: [{ sku: SKU, qty: 1 }],
@@ -228,15 +227,6 @@ describe("firestore.rules", () => {
 
     it("signed-out user can list stock shards", async () => {
       await assertSucceeds(getDocs(collection(signedOut(), "products", SKU, "stockShards")));
-    });
-
-    it("no client reads or writes a product's sold-out marker (backend-only)", async () => {
-      await assertFails(getDoc(doc(signedOut(), "products", SKU, "stockHints", "soldOut")));
-      await assertFails(getDoc(doc(owner(), "products", SKU, "stockHints", "soldOut")));
-      await assertFails(getDocs(collection(signedOut(), "products", SKU, "stockHints")));
-      await assertFails(getDoc(doc(admin(), "products", SKU, "stockHints", "soldOut")));
-      await assertFails(setDoc(doc(owner(), "products", SKU, "stockHints", "soldOut"), { shards: 2, at: new Date() }));
-      await assertFails(setDoc(doc(admin(), "products", SKU, "stockHints", "soldOut"), { shards: 2, at: new Date() }));
     });
 
     it("signed-out user cannot create a product", async () => {

@@ -1,8 +1,6 @@
 import { expect } from "chai";
 import { distributeStockDelta } from "../../src/inventory/shards";
 import { startShard } from "../../src/inventory/stock";
-import { SOLD_OUT_FRESH_MS, soldOutRefuses } from "../../src/collections/soldOut";
-import { Timestamp } from "firebase-admin/firestore";
 
 describe("distributeStockDelta (operator edits spread over stock shards)", () => {
   const levels = (...pairs: [number, number][]) => pairs.map(([stock, reserved]) => ({ stock, reserved }));
@@ -38,27 +36,5 @@ describe("startShard", () => {
     for (let i = 0; i < 400; i++) seen.add(startShard(`order-${i}`, "hot", 8));
     expect([...seen].sort()).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(startShard("order-1", "hot", 8)).to.equal(startShard("order-1", "hot", 8));
-  });
-});
-
-describe("soldOutRefuses (a sold-out marker refusing new reservations)", () => {
-  const at = Timestamp.fromMillis(1_000_000);
-  const readAfter = (ms: number) => Timestamp.fromMillis(at.toMillis() + ms);
-
-  it("refuses on a marker of the same shard count up to SOLD_OUT_FRESH_MS old, by Firestore's times", () => {
-    expect(SOLD_OUT_FRESH_MS).to.equal(1000);
-    expect([0, 1, 999, 1000].map((age) => soldOutRefuses({ shards: 50, at }, 50, readAfter(age)))).to.deep.equal([true, true, true, true]);
-  });
-
-  it("does not refuse on an older marker, one written after its own read, one of another shard count, or none", () => {
-    expect(soldOutRefuses({ shards: 50, at }, 50, readAfter(1001))).to.equal(false);
-    expect(soldOutRefuses({ shards: 50, at }, 50, readAfter(-1))).to.equal(false);
-    expect(soldOutRefuses({ shards: 40, at }, 50, readAfter(10))).to.equal(false);
-    expect(soldOutRefuses(undefined, 50, readAfter(10))).to.equal(false);
-  });
-
-  it("takes the window it is given", () => {
-    expect(soldOutRefuses({ shards: 4, at }, 4, readAfter(5000), 60_000)).to.equal(true);
-    expect(soldOutRefuses({ shards: 4, at }, 4, readAfter(5000), 4999)).to.equal(false);
   });
 });

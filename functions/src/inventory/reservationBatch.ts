@@ -1,0 +1,306 @@
+import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
+import { orderRef, quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
+import { productRef, stockShardRef, type Product } from "../collections/products";
+import { toCount } from "../collections/firestoreValues";
+import { DEFAULT_OPTIMISTIC, runOptimistic, type OptimisticOptions, type TransactionLike } from "../concurrency/optimistic";
+import { decideReservation, type ReservationDecision } from "../domain/reservation";
+import { isDocumentId } from "../domain/ids";
+import { queueNotifications, withShards, writeAudit } from "../webhook/applyEvent";
+
+export type ReservationOutcome = "reserved" | "out_of_stock" | "canceled" | "skipped" | "missing";
+
+export interface ReservationBatchOptions {
+  /**
+   * Orders one transaction reserves at most (each writes two or three documents, a commit holds 500).
+   * 1 turns batching off: every order is its own transaction (the bench's knob).
+   */
+  maxOrders: number;
+  optimistic: OptimisticOptions;
+}
+
+export const DEFAULT_RESERVATION_BATCH: ReservationBatchOptions = { maxOrders: 100, optimistic: DEFAULT_OPTIMISTIC };
+
+/** A stock document a batch reads and may write: a plain product's, or one shard of a sharded product. */
+export interface StockSlot {
+  ref: DocumentReference;
+  kind: "product" | "shard";
+  /** The shard's number (0 for a product document). */
+  shard: number;
+  /** stock − reserved as read. */
+  available: number;
+  /** Units the batch reserves in it. */
+  taken: number;
+}
+
+/** What the batch decided for one order: its decision and, for each sharded line, the shards holding its units. */
+export interface PlannedReservation {
+  order: Order;
+  now: Date;
+  decision: ReservationDecision;
+  holdings: Record<string, ShardHolding>;
+}
+
+/**
+ * Decides a batch of pending orders one after the other, in the order given (first come, first served),
+ * each on the units the ones before it left in `slots` (mutated: `taken`). Pure.
+ */
+export function planReservations(orders: ReadonlyArray<{ order: Order; now: Date }>, slots: ReadonlyMap<string, StockSlot[]>): PlannedReservation[] {
+  return orders.map(({ order, now }) => {
+    const levels = new Map([...slots].map(([sku, list]) => [sku, { stock: list.reduce((sum, s) => sum + s.available - s.taken, 0), reserved: 0 }]));
+    const decision = decideReservation(order, levels, now);
+    const holdings: Record<string, ShardHolding> = {};
+    if (decision.kind === "apply") {
+      for (const change of decision.stockChanges) {
+        const holding = take(slots.get(change.sku) as StockSlot[], change.reserved);
+        if (holding !== null) holdings[change.sku] = holding;
+      }
+    }
+    return { order, now, decision, holdings };
+  });
+}
+
+/**
+ * Takes `qty` units from a SKU's slots, which hold them together (the decision checked): from the first
+ * slot that holds them all, else from the fewest that do (most units first). The holding names the shard,
+ * or each shard's share; null for a plain product, whose document holds the units.
+ */
+export function take(slots: readonly StockSlot[], qty: number): ShardHolding | null {
+  const free = (s: StockSlot) => s.available - s.taken;
+  const whole = slots.find((s) => free(s) >= qty);
+  if (whole !== undefined) {
+    whole.taken += qty;
+    return whole.kind === "product" ? null : whole.shard;
+  }
+  const split: Record<string, number> = {};
+  let remaining = qty;
+  for (const slot of [...slots].sort((a, b) => free(b) - free(a) || a.shard - b.shard)) {
+    const units = Math.min(free(slot), remaining);
+    if (units <= 0) break;
+    slot.taken += units;
+    split[String(slot.shard)] = units;
+    remaining -= units;
+  }
+  if (remaining > 0) throw new Error(`take(): ${qty} units asked of slots that hold ${qty - remaining}`);
+  return split;
+}
+
+/**
+ * What one instance last saw of a sharded product: its own order of preference among the shards (a
+ * random permutation drawn once) and the units it last read, less what it took, in each.
+ */
+export interface ShardView {
+  order: number[];
+  available: Map<number, number>;
+}
+
+/**
+ * The first shards in the view's order that, as last seen, hold `demand` units, skipping those seen
+ * empty; a shard not seen yet counts as holding all of it. Pure.
+ */
+export function preferredShards(view: ShardView, demand: number): number[] {
+  const picked: number[] = [];
+  let covered = 0;
+  for (const shard of view.order) {
+    if (covered >= demand) break;
+    const seen = view.available.get(shard);
+    if (seen === 0) continue;
+    picked.push(shard);
+    covered += seen ?? demand;
+  }
+  return picked;
+}
+
+/** A random order of 0..n-1 (Fisher–Yates). */
+export function shuffled(n: number, random: () => number = Math.random): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+interface Waiting {
+  orderId: string;
+  resolve: (outcome: ReservationOutcome) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * The reservation trigger's transactions of ONE function instance, batched. Order ids that arrive while
+ * a batch is in flight are reserved together by the next one, in ONE optimistic transaction: one read of
+ * the orders, one of their products, one of the shards they need, one commit. The orders are decided one
+ * after the other in arrival order (planReservations), so the first buyer gets the unit.
+ *
+ * A sharded (hot) product's units come from as few shards as the batch needs, taken in this instance's
+ * own order of preference (ShardView): instances work on different shards, so their commits rarely
+ * depend on one document, and a batch reads a few shards instead of one per order. When those turn out
+ * short it reads all of the product's shards. A refusal rests on that read (a shard read but not written
+ * does not guard the commit): at worst it misses a unit released a moment earlier, as if the buyer had
+ * come a moment earlier. Every write is guarded by the version it was decided on (OptimisticTransaction),
+ * so a batch that lost a race to another instance, or to a payment, runs again on fresh reads.
+ *
+ * A batch that fails for any other reason is not allowed to fail its neighbours: each of its orders is
+ * then tried alone, and only those that fail alone fail (their trigger is retried).
+ */
+export class ReservationBatches {
+  private queue: Waiting[] = [];
+  private running = false;
+  private readonly views = new Map<string, ShardView>();
+  /** For the bench and the tests. */
+  readonly stats = { batches: 0, orders: 0, runs: 0, commits: 0, conflicts: 0, shardReads: 0, shardsRead: 0, fullReads: 0, failedBatches: 0 };
+
+  constructor(
+    private readonly db: Firestore,
+    private readonly now: () => Date,
+    private readonly options: ReservationBatchOptions = DEFAULT_RESERVATION_BATCH,
+  ) {}
+
+  /** Reserves every line of a `pending` order or marks it `out_of_stock`; anything else is left as it is. */
+  reserve(orderId: string): Promise<ReservationOutcome> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ orderId, resolve, reject });
+      if (this.running) return;
+      this.running = true;
+      // The order ids of one burst arrive in the same turn of the event loop: let them gather first.
+      setImmediate(() => void this.drain());
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.options.maxOrders);
+      this.stats.batches++;
+      this.stats.orders += batch.length;
+      try {
+        const outcomes = await this.run(batch.map((w) => w.orderId));
+        for (const w of batch) w.resolve(outcomes.get(w.orderId) as ReservationOutcome);
+      } catch (error) {
+        if (batch.length === 1) batch[0].reject(error);
+        else await this.oneByOne(batch);
+      }
+    }
+    this.running = false;
+  }
+
+  private async oneByOne(batch: readonly Waiting[]): Promise<void> {
+    this.stats.failedBatches++;
+    for (const w of batch) {
+      try {
+        w.resolve((await this.run([w.orderId])).get(w.orderId) as ReservationOutcome);
+      } catch (error) {
+        w.reject(error);
+      }
+    }
+  }
+
+  private run(orderIds: readonly string[]): Promise<Map<string, ReservationOutcome>> {
+    return runOptimistic(this.db, (tx) => this.reserveAll(tx, [...new Set(orderIds)]), this.options.optimistic, this.stats);
+  }
+
+  private async reserveAll(tx: TransactionLike, ids: readonly string[]): Promise<Map<string, ReservationOutcome>> {
+    this.stats.runs++;
+    const outcomes = new Map<string, ReservationOutcome>();
+    const pending: Order[] = [];
+    (await tx.getAll(...ids.map((id) => orderRef(this.db, id)))).forEach((snapshot, i) => {
+      const order = snapshot.data();
+      // A payment may have arrived first, or the trigger is redelivered: the order is no longer ours to reserve.
+      if (order === undefined) outcomes.set(ids[i], "missing");
+      else if (order.status !== "pending") outcomes.set(ids[i], "skipped");
+      else pending.push(order);
+    });
+    if (pending.length === 0) return outcomes;
+
+    const slots = await this.readStock(tx, pending);
+    for (const { order, now, decision, holdings } of planReservations(pending.map((order) => ({ order, now: this.now() })), slots)) {
+      if (decision.kind === "skip") {
+        outcomes.set(order.id, "skipped");
+        continue;
+      }
+      tx.update(orderRef(this.db, order.id), withShards(decision.orderPatch, order, holdings, decision.stockChanges.length > 0));
+      writeAudit(tx, this.db, decision.audit);
+      if (decision.adminAlert !== null) {
+        queueNotifications(tx, this.db, [{ id: `admin_alert:order:${order.id}`, kind: "admin_alert", orderId: order.id, userId: null, eventId: null, detail: decision.adminAlert }], now);
+      }
+      outcomes.set(order.id, decision.result);
+    }
+    for (const [sku, list] of slots) {
+      for (const slot of list) {
+        if (slot.kind === "shard") this.views.get(sku)?.available.set(slot.shard, slot.available - slot.taken);
+        if (slot.taken === 0) continue;
+        const update: Record<string, FieldValue> = { reserved: FieldValue.increment(slot.taken) };
+        if (slot.kind === "product") update.reservedSynced = FieldValue.increment(slot.taken);
+        tx.update(slot.ref, update);
+      }
+    }
+    return outcomes;
+  }
+
+  /**
+   * The stock the orders' lines draw on, per SKU: a plain product's document, or the shards of a sharded
+   * one that this instance prefers and that, as last seen, hold the batch's demand (all of them when
+   * those turn out short). A SKU that cannot name a document, or names no product, gets no slot: the
+   * decision refuses its line.
+   */
+  private async readStock(tx: TransactionLike, orders: readonly Order[]): Promise<Map<string, StockSlot[]>> {
+    const demand = new Map<string, number>();
+    for (const order of orders) {
+      for (const [sku, qty] of quantitiesBySku(order.items)) if (isDocumentId(sku)) demand.set(sku, (demand.get(sku) ?? 0) + qty);
+    }
+    const slots = new Map<string, StockSlot[]>();
+    const sharded: Product[] = [];
+    const products = await tx.getAll(...[...demand.keys()].sort().map((sku) => productRef(this.db, sku)));
+    for (const snapshot of products) {
+      const product = snapshot.data();
+      if (product === undefined) continue;
+      if (product.shards > 1) sharded.push(product);
+      else slots.set(product.sku, [{ ref: snapshot.ref, kind: "product", shard: 0, available: Math.max(0, product.stock - product.reserved), taken: 0 }]);
+    }
+    if (sharded.length === 0) return slots;
+    const first = sharded.map((product) => ({ product, shards: preferredShards(this.view(product), demand.get(product.sku) ?? 0) }));
+    await this.readShards(tx, first, slots);
+    const short = first.filter(({ product }) => (slots.get(product.sku) ?? []).reduce((sum, s) => sum + s.available, 0) < (demand.get(product.sku) ?? 0));
+    if (short.length > 0) {
+      this.stats.fullReads++;
+      await this.readShards(tx, short.map(({ product, shards }) => ({ product, shards: this.view(product).order.filter((s) => !shards.includes(s)) })), slots);
+    }
+    for (const product of sharded) {
+      const order = this.view(product).order;
+      (slots.get(product.sku) as StockSlot[]).sort((a, b) => order.indexOf(a.shard) - order.indexOf(b.shard));
+    }
+    return slots;
+  }
+
+  private async readShards(tx: TransactionLike, wanted: ReadonlyArray<{ product: Product; shards: readonly number[] }>, slots: Map<string, StockSlot[]>): Promise<void> {
+    const refs = wanted.flatMap(({ product, shards }) => shards.map((shard) => stockShardRef(this.db, product.sku, shard)));
+    this.stats.shardReads++;
+    this.stats.shardsRead += refs.length;
+    const snapshots = await tx.getAll(...refs);
+    let i = 0;
+    for (const { product, shards } of wanted) {
+      const view = this.view(product);
+      const list = slots.get(product.sku) ?? [];
+      for (const shard of shards) {
+        const slot = shardSlot(snapshots[i++], shard);
+        view.available.set(shard, slot.available);
+        list.push(slot);
+      }
+      slots.set(product.sku, list);
+    }
+  }
+
+  private view(product: Product): ShardView {
+    let view = this.views.get(product.sku);
+    if (view === undefined || view.order.length !== product.shards) {
+      view = { order: shuffled(product.shards), available: new Map() };
+      this.views.set(product.sku, view);
+    }
+    return view;
+  }
+}
+
+function shardSlot(snapshot: DocumentSnapshot, shard: number): StockSlot {
+  // A missing shard holds nothing; it is read, so a reservation is never written into it.
+  const available = snapshot.exists ? Math.max(0, toCount(snapshot.get("stock")) - toCount(snapshot.get("reserved"))) : 0;
+  return { ref: snapshot.ref, kind: "shard", shard, available, taken: 0 };
+}
