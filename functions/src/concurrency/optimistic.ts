@@ -55,7 +55,7 @@ export class ReadConflict extends Error {}
  *
  * What it does not guarantee: a document that is read but not written, or written with `{ exists: true }`,
  * is not re-checked at commit (beyond existing). Our bodies decide only refusals and no-ops on the
- * first kind (a sold-out refusal, `already_finalized`), whose outcome is at worst as of a few
+ * first kind (a refusal on shards read but not written, `already_finalized`), whose outcome is at worst as of a few
  * milliseconds earlier; the second kind is a held reservation's own units (inventory/stock.ts,
  * heldVersionFree), right whatever the backend's other movements commit meanwhile.
  */

@@ -1,8 +1,9 @@
 import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
 import { orderRef, quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
-import { productRef, stockShardRef, type Product } from "../collections/products";
+import { productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
 import { toCount } from "../collections/firestoreValues";
 import { DEFAULT_OPTIMISTIC, runOptimistic, type OptimisticOptions, type TransactionLike } from "../concurrency/optimistic";
+import { grpcCodeOf } from "../errors";
 import { decideReservation, type ReservationDecision } from "../domain/reservation";
 import { isDocumentId } from "../domain/ids";
 import { queueNotifications, withShards, writeAudit } from "../webhook/applyEvent";
@@ -10,15 +11,26 @@ import { queueNotifications, withShards, writeAudit } from "../webhook/applyEven
 export type ReservationOutcome = "reserved" | "out_of_stock" | "canceled" | "skipped" | "missing";
 
 export interface ReservationBatchOptions {
-  /**
-   * Orders one transaction reserves at most (each writes two or three documents, a commit holds 500).
-   * 1 turns batching off: every order is its own transaction (the bench's knob).
-   */
+  /** Orders one transaction reserves at most. 1 turns batching off: every order is its own transaction (the bench's knob). */
   maxOrders: number;
+  /**
+   * Writes one commit carries at most (Firestore takes 500). A batch whose orders would write more is
+   * split in halves before anything is committed.
+   */
+  maxWrites: number;
   optimistic: OptimisticOptions;
 }
 
-export const DEFAULT_RESERVATION_BATCH: ReservationBatchOptions = { maxOrders: 100, optimistic: DEFAULT_OPTIMISTIC };
+export const DEFAULT_RESERVATION_BATCH: ReservationBatchOptions = { maxOrders: 100, maxWrites: 450, optimistic: DEFAULT_OPTIMISTIC };
+
+/**
+ * Firestore itself failing (unavailable, overloaded, too slow): every order of the batch would fail
+ * alone as well, so the batch fails as a whole and each trigger is retried, as it would be alone.
+ */
+const FIRESTORE_FAILING = new Set([4 /* DEADLINE_EXCEEDED */, 8 /* RESOURCE_EXHAUSTED */, 14 /* UNAVAILABLE */]);
+
+/** Thrown by a batch's body, before anything is committed, when its orders would write more than a commit carries. */
+class TooManyWrites extends Error {}
 
 /** A stock document a batch reads and may write: a plain product's, or one shard of a sharded product. */
 export interface StockSlot {
@@ -45,8 +57,13 @@ export interface PlannedReservation {
  * each on the units the ones before it left in `slots` (mutated: `taken`). Pure.
  */
 export function planReservations(orders: ReadonlyArray<{ order: Order; now: Date }>, slots: ReadonlyMap<string, StockSlot[]>): PlannedReservation[] {
+  const free = (list: readonly StockSlot[]) => list.reduce((sum, s) => sum + s.available - s.taken, 0);
   return orders.map(({ order, now }) => {
-    const levels = new Map([...slots].map(([sku, list]) => [sku, { stock: list.reduce((sum, s) => sum + s.available - s.taken, 0), reserved: 0 }]));
+    const levels = new Map<string, StockLevel>();
+    for (const sku of quantitiesBySku(order.items).keys()) {
+      const list = slots.get(sku);
+      if (list !== undefined) levels.set(sku, { stock: free(list), reserved: 0 });
+    }
     const decision = decideReservation(order, levels, now);
     const holdings: Record<string, ShardHolding> = {};
     if (decision.kind === "apply") {
@@ -140,21 +157,29 @@ interface Waiting {
  * come a moment earlier. Every write is guarded by the version it was decided on (OptimisticTransaction),
  * so a batch that lost a race to another instance, or to a payment, runs again on fresh reads.
  *
- * A batch that fails for any other reason is not allowed to fail its neighbours: each of its orders is
- * then tried alone, and only those that fail alone fail (their trigger is retried).
+ * A batch that fails for any other reason than Firestore failing for everyone (or would write more than
+ * a commit carries) is not allowed to fail its neighbours: its halves run again one after the other,
+ * down to single orders, so only an order that fails alone fails (its trigger is retried).
  */
 export class ReservationBatches {
   private queue: Waiting[] = [];
   private running = false;
   private readonly views = new Map<string, ShardView>();
-  /** For the bench and the tests. */
-  readonly stats = { batches: 0, orders: 0, runs: 0, commits: 0, conflicts: 0, shardReads: 0, shardsRead: 0, fullReads: 0, failedBatches: 0 };
+  /**
+   * For the bench and the tests: batches started and their orders, body runs, commits and conflicts,
+   * `splits` (a batch that failed, or would write too much, run again as two halves), shard reads
+   * (calls, documents, and reads of all of a product's shards).
+   */
+  readonly stats = { batches: 0, orders: 0, runs: 0, commits: 0, conflicts: 0, splits: 0, shardReads: 0, shardsRead: 0, fullReads: 0 };
 
   constructor(
     private readonly db: Firestore,
     private readonly now: () => Date,
     private readonly options: ReservationBatchOptions = DEFAULT_RESERVATION_BATCH,
-  ) {}
+  ) {
+    if (!Number.isInteger(options.maxOrders) || options.maxOrders < 1) throw new RangeError("maxOrders must be a whole number ≥ 1");
+    if (!Number.isInteger(options.maxWrites) || options.maxWrites < 10) throw new RangeError("maxWrites must be a whole number ≥ 10");
+  }
 
   /** Reserves every line of a `pending` order or marks it `out_of_stock`; anything else is left as it is. */
   reserve(orderId: string): Promise<ReservationOutcome> {
@@ -172,30 +197,38 @@ export class ReservationBatches {
       const batch = this.queue.splice(0, this.options.maxOrders);
       this.stats.batches++;
       this.stats.orders += batch.length;
-      try {
-        const outcomes = await this.run(batch.map((w) => w.orderId));
-        for (const w of batch) w.resolve(outcomes.get(w.orderId) as ReservationOutcome);
-      } catch (error) {
-        if (batch.length === 1) batch[0].reject(error);
-        else await this.oneByOne(batch);
+      const outcomes = new Map<string, ReservationOutcome | { error: unknown }>();
+      await this.run([...new Set(batch.map((w) => w.orderId))], outcomes);
+      for (const w of batch) {
+        const outcome = outcomes.get(w.orderId) as ReservationOutcome | { error: unknown };
+        if (typeof outcome === "string") w.resolve(outcome);
+        else w.reject(outcome.error);
       }
     }
     this.running = false;
   }
 
-  private async oneByOne(batch: readonly Waiting[]): Promise<void> {
-    this.stats.failedBatches++;
-    for (const w of batch) {
-      try {
-        w.resolve((await this.run([w.orderId])).get(w.orderId) as ReservationOutcome);
-      } catch (error) {
-        w.reject(error);
+  /**
+   * Reserves `ids` in one transaction (two runs on a conflict, as the commit may have lost to a write
+   * that has nothing to do with the reservation, like checkout storing the PaymentIntent's id). Should
+   * that fail for any other reason than Firestore failing for everyone, the two halves run one after
+   * the other, so a failing order fails alone and the first arrivals still come first.
+   */
+  private async run(ids: readonly string[], outcomes: Map<string, ReservationOutcome | { error: unknown }>): Promise<void> {
+    const alone = ids.length === 1;
+    try {
+      const optimistic = alone ? this.options.optimistic : { ...this.options.optimistic, maxAttempts: Math.min(2, this.options.optimistic.maxAttempts) };
+      for (const [id, outcome] of await runOptimistic(this.db, (tx) => this.reserveAll(tx, ids), optimistic, this.stats)) outcomes.set(id, outcome);
+    } catch (error) {
+      if (alone || FIRESTORE_FAILING.has(grpcCodeOf(error) ?? -1)) {
+        for (const id of ids) outcomes.set(id, { error });
+        return;
       }
+      this.stats.splits++;
+      const half = Math.ceil(ids.length / 2);
+      await this.run(ids.slice(0, half), outcomes);
+      await this.run(ids.slice(half), outcomes);
     }
-  }
-
-  private run(orderIds: readonly string[]): Promise<Map<string, ReservationOutcome>> {
-    return runOptimistic(this.db, (tx) => this.reserveAll(tx, [...new Set(orderIds)]), this.options.optimistic, this.stats);
   }
 
   private async reserveAll(tx: TransactionLike, ids: readonly string[]): Promise<Map<string, ReservationOutcome>> {
@@ -212,7 +245,10 @@ export class ReservationBatches {
     if (pending.length === 0) return outcomes;
 
     const slots = await this.readStock(tx, pending);
-    for (const { order, now, decision, holdings } of planReservations(pending.map((order) => ({ order, now: this.now() })), slots)) {
+    const planned = planReservations(pending.map((order) => ({ order, now: this.now() })), slots);
+    const writes = planned.reduce((sum, p) => sum + (p.decision.kind === "apply" ? 2 + (p.decision.adminAlert === null ? 0 : 1) : 0), 0) + [...slots.values()].flat().filter((slot) => slot.taken > 0).length;
+    if (writes > this.options.maxWrites && ids.length > 1) throw new TooManyWrites(`${ids.length} orders would write ${writes} documents`);
+    for (const { order, now, decision, holdings } of planned) {
       if (decision.kind === "skip") {
         outcomes.set(order.id, "skipped");
         continue;
@@ -245,7 +281,8 @@ export class ReservationBatches {
   private async readStock(tx: TransactionLike, orders: readonly Order[]): Promise<Map<string, StockSlot[]>> {
     const demand = new Map<string, number>();
     for (const order of orders) {
-      for (const [sku, qty] of quantitiesBySku(order.items)) if (isDocumentId(sku)) demand.set(sku, (demand.get(sku) ?? 0) + qty);
+      // Only lines the decision could reserve: a line of 0 or less must not make the demand look covered.
+      for (const [sku, qty] of quantitiesBySku(order.items)) if (isDocumentId(sku) && Number.isInteger(qty) && qty > 0) demand.set(sku, (demand.get(sku) ?? 0) + qty);
     }
     const slots = new Map<string, StockSlot[]>();
     const sharded: Product[] = [];

@@ -75,8 +75,9 @@ export function startShard(key: string, sku: string, shards: number): number {
  * Reads, inside `tx`, the stock the decision needs and says where its changes go. A document read and
  * then written under a version guard is first taken in `scope` (or LocksWanted is thrown, see
  * runTransactionWithLocks), so requests of this instance queue for it instead of losing races to each
- * other; a held reservation's own units need no key (see heldVersionFree); a new reservation on a
- * sharded product prefers a shard nobody in this instance is using.
+ * other; a held reservation's own units need no key (see heldVersionFree); a line that holds no shard
+ * yet (a payment that came before its reservation, a restock) prefers a shard nobody in this instance is
+ * using. New orders are reserved elsewhere, in batches (inventory/reservationBatch.ts).
  */
 export async function planStock(tx: TransactionLike, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
   const plan: StockPlan = { levels: new Map(), targets: new Map(), shards: {} };
@@ -175,7 +176,7 @@ interface ShardPlan {
   parts: Array<{ shard: number; ref: DocumentReference; units: number }>;
 }
 
-/** How many shards a reservation tries inside its transaction after a lock-free read said they fit. */
+/** How many shards a line that holds none tries inside its transaction after a lock-free read said they fit. */
 const CANDIDATES_TRIED = 3;
 
 /**
@@ -356,6 +357,8 @@ export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes:
   for (const change of changes) {
     const targets = plan.targets.get(change.sku);
     if (targets === undefined) throw new Error(`No stock location planned for ${change.sku}`);
+    // A holding that names no shard (an empty map) would drop the change instead of writing it.
+    if (targets.length === 0 && (change.stock !== 0 || change.reserved !== 0)) throw new Error(`No stock shard planned for a change of ${change.sku}`);
     const stockShares = shares(change.stock, targets);
     const reservedShares = shares(change.reserved, targets);
     targets.forEach((target, i) => {

@@ -1,7 +1,9 @@
 import { expect } from "chai";
 import { DEFAULT_GROUP_COMMIT } from "../../src/concurrency/groupCommit";
-import { LocalLocks } from "../../src/concurrency/localLocks";
+import { LocalLocks, lockKeys } from "../../src/concurrency/localLocks";
+import { stockShardRef } from "../../src/collections/products";
 import { configureStockShards } from "../../src/inventory/shards";
+import { startShard } from "../../src/inventory/stock";
 import { reserveStockForOrder } from "../../src/reservation";
 import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, withTriggersPaused, uniqueId, waitForOrderStatus } from "../helpers/emulator";
 import { beforeFirstCommit, countingCommits, invoke, reservationDeps, unavailableOnce, webhookDeps } from "../helpers/inProcess";
@@ -172,6 +174,52 @@ describe("one instance under concurrent load", () => {
     const levels = await shards(sku);
     expect(total(levels)).to.deep.equal({ stock: 0, reserved: 0 });
     for (const level of levels) expect(level.stock).to.be.at.least(0);
+  });
+
+  /** An order id whose line of `sku` probes its `n` shards from `shard` (a payment that came before its reservation). */
+  const idStartingAt = (sku: string, n: number, shard: number) => {
+    for (;;) {
+      const id = uniqueId("order");
+      if (startShard(id, sku, n) === shard) return id;
+    }
+  };
+
+  /** LocalLocks that count how often a request waits for `key`. */
+  function countingWaitsFor(key: string): { locks: LocalLocks; waits: () => number } {
+    let waits = 0;
+    const locks = new (class extends LocalLocks {
+      override lock(wanted: string): Promise<void> {
+        if (wanted === key) waits += 1;
+        return super.lock(wanted);
+      }
+    })();
+    return { locks, waits: () => waits };
+  }
+
+  it("gives two payments that share one shard snapshot each shard's own figures, whatever shard each starts from", async () => {
+    const sku = uniqueId("flash");
+    await withTriggersPaused(async () => {
+      await seedProduct(sku, 6);
+      await configureStockShards(db(), sku, 3);
+      // Only shard 0 has units: 2 of them.
+      const shardRef = (n: number) => stockShardRef(db(), sku, n);
+      await Promise.all([shardRef(0).update({ stock: 2 }), shardRef(1).update({ stock: 0 }), shardRef(2).update({ stock: 0 })]);
+      // Two pending orders paid before their reservation: A probes from shard 0, B from shard 2, so they
+      // read the shared snapshot in different orders.
+      const [a, b] = [idStartingAt(sku, 3, 0), idStartingAt(sku, 3, 2)];
+      await Promise.all([a, b].map((id) => createOrder({ id, items: [{ sku, qty: 1 }], amount: 500 })));
+      // Another request of the instance holds shard 0, so both go to the snapshot and then wait for it.
+      const { locks, waits } = countingWaitsFor(lockKeys.shard(sku, 0));
+      const holder = locks.scope();
+      expect(holder.tryAcquire(lockKeys.shard(sku, 0))).to.equal(true);
+      const deps = { ...webhookDeps(db()), locks };
+      const answers = Promise.all([a, b].map((orderId) => invoke(deps, event("payment_intent.succeeded", paymentIntent({ amount: 500, orderId })))));
+      // Both wait for shard 0 (a request that misread the snapshot would send its paid order to review instead).
+      await eventually("both payments to wait for shard 0, or one to be answered", async () => waits() >= 2 || (await statusesOf([a, b])).needs_review);
+      holder.releaseAll();
+      expect((await answers).map((x) => x.body.result)).to.deep.equal(["finalized", "finalized"]);
+      expect((await shardRef(0).get()).data()).to.include({ stock: 0, reserved: 0 });
+    });
   });
 
   /** Two orders holding a unit each of a product with 2 in stock; the operator then edits the product; both are paid at once. */

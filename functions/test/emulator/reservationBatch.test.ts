@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import { configureStockShards } from "../../src/inventory/shards";
-import { ReservationBatches } from "../../src/inventory/reservationBatch";
-import { createOrder, db, orderData, uniqueId, withTriggersPaused } from "../helpers/emulator";
-import { beforeFirstCommit, countingCommits, invoke, unavailableOnce, webhookDeps } from "../helpers/inProcess";
+import { DEFAULT_RESERVATION_BATCH, ReservationBatches } from "../../src/inventory/reservationBatch";
+import { countWhere, createOrder, db, orderData, uniqueId, withTriggersPaused } from "../helpers/emulator";
+import { beforeFirstCommit, countingCommits, invoke, refusingUpdatesOf, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /**
@@ -14,6 +14,11 @@ import { event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 async function shardLevels(sku: string): Promise<Map<string, { stock: number; reserved: number }>> {
   const snapshot = await db().collection("products").doc(sku).collection("stockShards").get();
   return new Map(snapshot.docs.map((d) => [d.id, { stock: Number(d.get("stock")), reserved: Number(d.get("reserved")) }]));
+}
+
+/** Audit entries per order, in the order given. */
+async function auditsOf(ids: readonly string[]): Promise<number[]> {
+  return Promise.all(ids.map((id) => countWhere("auditLog", "orderId", id)));
 }
 
 /** A product of `stock` units split into `shards` shards, and `count` pending orders of `qty` each. */
@@ -56,20 +61,63 @@ describe("reservation batches (one instance's new orders, one transaction)", () 
       const batches = new ReservationBatches(beforeFirstCommit(db(), pay), () => new Date());
       const outcomes = await Promise.all(ids.map((id) => batches.reserve(id)));
       expect(outcomes).to.deep.equal(["skipped", "reserved", "reserved"]);
-      expect(batches.stats.conflicts).to.equal(1);
+      expect([batches.stats.conflicts, batches.stats.commits]).to.deep.equal([1, 1]);
       expect((await orderData(ids[0])).status).to.equal("finalized");
       const levels = [...(await shardLevels(sku)).values()];
       expect(levels.reduce((sum, l) => ({ stock: sum.stock + l.stock, reserved: sum.reserved + l.reserved }), { stock: 0, reserved: 0 })).to.deep.equal({ stock: 3, reserved: 2 });
+      expect(await auditsOf(ids)).to.deep.equal([1, 1, 1]);
     });
   });
 
-  it("does not let a failed batch fail its orders: each is tried again alone", async () => {
+  it("commits on the second run when checkout stores the PaymentIntent ids inside its transaction, one audit entry each", async () => {
+    await withTriggersPaused(async () => {
+      const { ids } = await flashSale(10, 2, 4);
+      const storePaymentIntents = () => Promise.all(ids.slice(0, 3).map((id) => db().collection("orders").doc(id).update({ paymentIntentId: stripeId("pi") })));
+      const batches = new ReservationBatches(beforeFirstCommit(db(), storePaymentIntents), () => new Date());
+      expect(await Promise.all(ids.map((id) => batches.reserve(id)))).to.deep.equal(Array(4).fill("reserved"));
+      expect([batches.stats.conflicts, batches.stats.splits, batches.stats.commits]).to.deep.equal([1, 0, 1]);
+      expect(await auditsOf(ids)).to.deep.equal([1, 1, 1, 1]);
+    });
+  });
+
+  it("fails a batch as a whole while Firestore is unavailable; the triggers' retries then reserve each order once", async () => {
     await withTriggersPaused(async () => {
       const { ids } = await flashSale(4, 2, 3);
       const batches = new ReservationBatches(unavailableOnce(db()), () => new Date());
-      const outcomes = await Promise.all(ids.map((id) => batches.reserve(id)));
-      expect(outcomes).to.deep.equal(["reserved", "reserved", "reserved"]);
-      expect([batches.stats.failedBatches, batches.stats.commits]).to.deep.equal([1, 3]);
+      const failed = await Promise.allSettled(ids.map((id) => batches.reserve(id)));
+      expect(failed.map((r) => (r.status === "rejected" ? (r.reason as { code?: unknown }).code : r.value))).to.deep.equal([14, 14, 14]);
+      expect(await Promise.all(ids.map((id) => batches.reserve(id)))).to.deep.equal(["reserved", "reserved", "reserved"]);
+      expect(await auditsOf(ids)).to.deep.equal([1, 1, 1]);
+    });
+  });
+
+  it("lets an order whose write Firestore refuses fail alone: its neighbours are reserved, the first arrivals first", async () => {
+    await withTriggersPaused(async () => {
+      const { ids } = await flashSale(3, 3, 5);
+      const poison = ids[1];
+      const batches = new ReservationBatches(refusingUpdatesOf(db(), `orders/${poison}`), () => new Date());
+      const settled = await Promise.allSettled(ids.map((id) => batches.reserve(id)));
+      expect(settled.map((r) => (r.status === "rejected" ? `failed ${(r.reason as { code?: unknown }).code}` : r.value))).to.deep.equal([
+        "reserved",
+        "failed 3",
+        "reserved",
+        "reserved",
+        "out_of_stock",
+      ]);
+      expect(batches.stats.splits).to.be.at.least(1);
+      expect((await orderData(poison)).status).to.equal("pending");
+      expect(await auditsOf(ids)).to.deep.equal([1, 0, 1, 1, 1]);
+    });
+  });
+
+  it("splits a batch whose orders would write more than one commit carries, before committing anything", async () => {
+    await withTriggersPaused(async () => {
+      const { ids } = await flashSale(20, 2, 8);
+      const counted = countingCommits(db());
+      // Each reservation writes its order and an audit entry, and the batch the shard it draws on: 8 orders write 17.
+      const batches = new ReservationBatches(counted.db, () => new Date(), { ...DEFAULT_RESERVATION_BATCH, maxWrites: 10 });
+      expect(await Promise.all(ids.map((id) => batches.reserve(id)))).to.deep.equal(Array(8).fill("reserved"));
+      expect([batches.stats.splits, counted.count(), counted.conflicts()]).to.deep.equal([1, 2, 0]);
     });
   });
 
@@ -89,14 +137,26 @@ describe("reservation batches (one instance's new orders, one transaction)", () 
     });
   });
 
-  it("reserves one hot product from two instances at once: each unit once, every shard within its stock", async () => {
+  it("reserves one hot product from two instances whose batches overlap: each unit once, each shard's reserved what its orders hold", async () => {
     await withTriggersPaused(async () => {
+      // 5 shards of 4: each instance's 15 orders need at least four of them, so the two batches share shards.
       const { sku, ids } = await flashSale(20, 5, 30);
-      const [a, b] = [new ReservationBatches(db(), () => new Date()), new ReservationBatches(db(), () => new Date())];
-      const outcomes = await Promise.all(ids.map((id, i) => (i % 2 === 0 ? a : b).reserve(id)));
-      expect(outcomes.filter((o) => o === "reserved")).to.have.length(20);
-      expect(outcomes.filter((o) => o === "out_of_stock")).to.have.length(10);
-      for (const level of (await shardLevels(sku)).values()) expect(level).to.deep.equal({ stock: 4, reserved: 4 });
+      const b = new ReservationBatches(db(), () => new Date());
+      const bIds = ids.filter((_, i) => i % 2 === 1);
+      let bOutcomes: string[] = [];
+      // B reserves all of its orders between A's reads and A's commit.
+      const a = new ReservationBatches(beforeFirstCommit(db(), async () => (bOutcomes = await Promise.all(bIds.map((id) => b.reserve(id))))), () => new Date());
+      const aOutcomes = await Promise.all(ids.filter((_, i) => i % 2 === 0).map((id) => a.reserve(id)));
+      expect(a.stats.conflicts, "A's first commit lost to B's").to.equal(1);
+      expect(bOutcomes.filter((o) => o === "reserved")).to.have.length(15);
+      expect(aOutcomes.filter((o) => o === "reserved")).to.have.length(5);
+      expect([...aOutcomes, ...bOutcomes].filter((o) => o === "out_of_stock")).to.have.length(10);
+      const held = new Map<string, number>();
+      for (const id of ids) {
+        const holding = (await orderData(id)).stockShards as Record<string, number> | undefined;
+        if (holding !== undefined) held.set(String(holding[sku]), (held.get(String(holding[sku])) ?? 0) + 1);
+      }
+      for (const [shard, level] of await shardLevels(sku)) expect([shard, level.stock, level.reserved]).to.deep.equal([shard, 4, held.get(shard) ?? 0]);
     });
   });
 });

@@ -1,4 +1,4 @@
-import type { Firestore, WriteResult } from "firebase-admin/firestore";
+import type { DocumentReference, Firestore, WriteBatch, WriteResult } from "firebase-admin/firestore";
 import { LocalLocks } from "../../src/concurrency/localLocks";
 import { ReservationBatches } from "../../src/inventory/reservationBatch";
 import type { ReservationDeps } from "../../src/reservation";
@@ -107,6 +107,30 @@ export function appliedButUnacknowledged(real: Firestore): Firestore {
     if (lost) return applied;
     lost = true;
     throw Object.assign(new Error("14 UNAVAILABLE: injected lost answer"), { code: 14 });
+  });
+}
+
+/** `real`, whose commits that update `path` fail as Firestore fails a write it refuses (INVALID_ARGUMENT), every time. */
+export function refusingUpdatesOf(real: Firestore, path: string): Firestore {
+  return new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop === "batch") {
+        return () => {
+          const batch = target.batch();
+          let refused = false;
+          const update = batch.update.bind(batch) as (ref: DocumentReference, ...rest: unknown[]) => WriteBatch;
+          batch.update = ((ref: DocumentReference, ...rest: unknown[]) => {
+            if (ref.path === path) refused = true;
+            return update(ref, ...rest);
+          }) as unknown as WriteBatch["update"];
+          const commit = batch.commit.bind(batch);
+          batch.commit = () => (refused ? Promise.reject(Object.assign(new Error(`3 INVALID_ARGUMENT: injected refusal of ${path}`), { code: 3 })) : commit());
+          return batch;
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
   });
 }
 
