@@ -9,7 +9,7 @@
 // Knobs (env, read at start; no code edits needed):
 //   BENCH_GROUP_COMMIT=off  LocalLocks built with the group commit disabled (every transaction runs alone)
 //   BENCH_LOCAL_LOCKS=off   LocalLocks built with localKeys: false (keys always free, coalesce never shares)
-//   BENCH_RESERVATION_BATCH=off  ReservationBatches with maxOrders 1 (every new order its own transaction)
+//   BENCH_RESERVATION_BATCH=off  ReservationBatches with maxOrders 1 (every new order its own transaction, concurrently)
 
 import fs from "node:fs";
 import path from "node:path";

@@ -11,7 +11,10 @@ import { queueNotifications, withShards, writeAudit } from "../webhook/applyEven
 export type ReservationOutcome = "reserved" | "out_of_stock" | "canceled" | "skipped" | "missing";
 
 export interface ReservationBatchOptions {
-  /** Orders one transaction reserves at most. 1 turns batching off: every order is its own transaction (the bench's knob). */
+  /**
+   * Orders one transaction reserves at most. 1 turns batching off: every order is its own transaction,
+   * run at once beside the others (the bench's knob).
+   */
   maxOrders: number;
   /**
    * Writes one commit carries at most (Firestore takes 500). A batch whose orders would write more is
@@ -183,6 +186,7 @@ export class ReservationBatches {
 
   /** Reserves every line of a `pending` order or marks it `out_of_stock`; anything else is left as it is. */
   reserve(orderId: string): Promise<ReservationOutcome> {
+    if (this.options.maxOrders === 1) return this.reserveAlone(orderId);
     return new Promise((resolve, reject) => {
       this.queue.push({ orderId, resolve, reject });
       if (this.running) return;
@@ -190,6 +194,17 @@ export class ReservationBatches {
       // The order ids of one burst arrive in the same turn of the event loop: let them gather first.
       setImmediate(() => void this.drain());
     });
+  }
+
+  /** Batching off: the order is its own transaction at once, beside the instance's others. */
+  private async reserveAlone(orderId: string): Promise<ReservationOutcome> {
+    this.stats.batches++;
+    this.stats.orders++;
+    const outcomes = new Map<string, ReservationOutcome | { error: unknown }>();
+    await this.run([orderId], outcomes);
+    const outcome = outcomes.get(orderId) as ReservationOutcome | { error: unknown };
+    if (typeof outcome === "string") return outcome;
+    throw outcome.error;
   }
 
   private async drain(): Promise<void> {

@@ -121,6 +121,18 @@ describe("reservation batches (one instance's new orders, one transaction)", () 
     });
   });
 
+  it("with batching off (maxOrders 1, the bench's knob) runs each order as its own transaction, with the same outcomes", async () => {
+    await withTriggersPaused(async () => {
+      const { sku, ids } = await flashSale(4, 2, 6);
+      const counted = countingCommits(db());
+      const batches = new ReservationBatches(counted.db, () => new Date(), { ...DEFAULT_RESERVATION_BATCH, maxOrders: 1 });
+      const outcomes = await Promise.all(ids.map((id) => batches.reserve(id)));
+      expect([outcomes.filter((o) => o === "reserved").length, outcomes.filter((o) => o === "out_of_stock").length]).to.deep.equal([4, 2]);
+      expect(counted.count() - counted.conflicts(), "commits that landed").to.equal(6);
+      for (const level of (await shardLevels(sku)).values()) expect(level).to.deep.equal({ stock: 2, reserved: 2 });
+    });
+  });
+
   it("splits a line no shard holds over several, and its payment consumes each share", async () => {
     await withTriggersPaused(async () => {
       const { sku, ids } = await flashSale(6, 3, 1, 5);
