@@ -6,6 +6,7 @@ import {
   ReadConflict,
   runOptimistic,
   sameVersion,
+  servedFirst,
   type OptimisticOptions,
   type OptimisticStats,
   type Reader,
@@ -377,18 +378,6 @@ interface Selection {
 }
 
 /** A reader that answers from `served` when it holds every document asked for, as asked for (same converter). */
-function servedFirst(served: ReadonlyMap<string, DocumentSnapshot> | undefined, reader: Reader): Reader {
-  if (served === undefined) return reader;
-  return {
-    getAll: (refs) => {
-      const hits = refs.map((ref) => served.get(ref.path));
-      if (hits.every((hit, i): hit is DocumentSnapshot => hit !== undefined && hit.ref.isEqual(refs[i]))) return Promise.resolve(hits as DocumentSnapshot[]);
-      return reader.getAll(refs);
-    },
-    query: (query) => reader.query(query),
-  };
-}
-
 function settle(member: Member, outcome: Outcome): void {
   if (outcome.ok) member.resolve(outcome.value);
   else member.reject(outcome.error);

@@ -30,6 +30,31 @@ export function directReader(db: Firestore): Reader {
   };
 }
 
+/** `reader`, except that a read whose every document `served` holds is answered from it (no round trip). */
+export function servedFirst(served: ReadonlyMap<string, DocumentSnapshot> | undefined, reader: Reader): Reader {
+  if (served === undefined) return reader;
+  return {
+    getAll: (refs) => {
+      const hits = refs.map((ref) => served.get(ref.path));
+      if (hits.every((hit, i): hit is DocumentSnapshot => hit !== undefined && hit.ref.isEqual(refs[i]))) return Promise.resolve(hits as DocumentSnapshot[]);
+      return reader.getAll(refs);
+    },
+    query: (query) => reader.query(query),
+  };
+}
+
+/** `reader`, keeping every document snapshot it answers in `into`, by path. */
+export function capturing(reader: Reader, into: Map<string, DocumentSnapshot>): Reader {
+  return {
+    getAll: async (refs) => {
+      const snapshots = await reader.getAll(refs);
+      for (const snapshot of snapshots) into.set(snapshot.ref.path, snapshot);
+      return snapshots;
+    },
+    query: (query) => reader.query(query),
+  };
+}
+
 /** A document a commit depends on: unchanged since it was read (`updateTime`), or still absent (null). */
 export interface Guard {
   ref: DocumentReference;

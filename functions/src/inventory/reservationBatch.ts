@@ -2,7 +2,7 @@ import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firesto
 import { orderRef, quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
 import { productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
 import { toCount } from "../collections/firestoreValues";
-import { DEFAULT_OPTIMISTIC, runOptimistic, type OptimisticOptions, type TransactionLike } from "../concurrency/optimistic";
+import { capturing, DEFAULT_OPTIMISTIC, directReader, isConflict, OptimisticTransaction, ReadConflict, sameVersion, servedFirst, type OptimisticOptions, type TransactionLike } from "../concurrency/optimistic";
 import { grpcCodeOf } from "../errors";
 import { decideReservation, type ReservationDecision } from "../domain/reservation";
 import { isDocumentId } from "../domain/ids";
@@ -31,6 +31,13 @@ export const DEFAULT_RESERVATION_BATCH: ReservationBatchOptions = { maxOrders: 1
  * alone as well, so the batch fails as a whole and each trigger is retried, as it would be alone.
  */
 const FIRESTORE_FAILING = new Set([4 /* DEADLINE_EXCEEDED */, 8 /* RESOURCE_EXHAUSTED */, 14 /* UNAVAILABLE */]);
+
+/**
+ * Lost races after which a batch decides again on a fresh read of what moved, before it splits: each one
+ * needs another document of the batch to have been written since the last read (checkout stores each
+ * order's PaymentIntent id once), so a burst's writes are ridden out in a few reads and commits.
+ */
+const MAX_REDECISIONS = 4;
 
 /** Thrown by a batch's body, before anything is committed, when its orders would write more than a commit carries. */
 class TooManyWrites extends Error {}
@@ -146,6 +153,16 @@ interface Waiting {
   reject: (error: unknown) => void;
 }
 
+/** What a run says of each order: its outcome, or its failure. */
+type Settlement = ReservationOutcome | { error: unknown };
+
+/** A shard's units as a committed run left them, for the instance's view (ShardView). */
+interface ShardLeft {
+  sku: string;
+  shard: number;
+  available: number;
+}
+
 /**
  * The reservation trigger's transactions of ONE function instance, batched. Order ids that arrive while
  * a batch is in flight are reserved together by the next one, in ONE optimistic transaction: one read of
@@ -158,7 +175,8 @@ interface Waiting {
  * short it reads all of the product's shards. A refusal rests on that read (a shard read but not written
  * does not guard the commit): at worst it misses a unit released a moment earlier, as if the buyer had
  * come a moment earlier. Every write is guarded by the version it was decided on (OptimisticTransaction),
- * so a batch that lost a race to another instance, or to a payment, runs again on fresh reads.
+ * so a batch that lost a race (checkout storing a PaymentIntent's id on one of its orders, a payment,
+ * another instance's sale) decides again on a fresh read of those documents, and commits again.
  *
  * A batch that fails for any other reason than Firestore failing for everyone (or would write more than
  * a commit carries) is not allowed to fail its neighbours: its halves run again one after the other,
@@ -169,11 +187,11 @@ export class ReservationBatches {
   private running = false;
   private readonly views = new Map<string, ShardView>();
   /**
-   * For the bench and the tests: batches started and their orders, body runs, commits and conflicts,
-   * `splits` (a batch that failed, or would write too much, run again as two halves), shard reads
+   * For the bench and the tests: batches started and their orders, body runs, commits and lost races,
+   * runs `redecided` at once on a fresh read of their guards after a lost race, `splits` (a batch that failed, or would write too much, run again as two halves), shard reads
    * (calls, documents, and reads of all of a product's shards).
    */
-  readonly stats = { batches: 0, orders: 0, runs: 0, commits: 0, conflicts: 0, splits: 0, shardReads: 0, shardsRead: 0, fullReads: 0 };
+  readonly stats = { batches: 0, orders: 0, runs: 0, commits: 0, conflicts: 0, redecided: 0, splits: 0, shardReads: 0, shardsRead: 0, fullReads: 0 };
 
   constructor(
     private readonly db: Firestore,
@@ -200,55 +218,105 @@ export class ReservationBatches {
   private async reserveAlone(orderId: string): Promise<ReservationOutcome> {
     this.stats.batches++;
     this.stats.orders++;
-    const outcomes = new Map<string, ReservationOutcome | { error: unknown }>();
-    await this.run([orderId], outcomes);
-    const outcome = outcomes.get(orderId) as ReservationOutcome | { error: unknown };
-    if (typeof outcome === "string") return outcome;
-    throw outcome.error;
+    const settled = new Map<string, Settlement>();
+    await this.run([orderId], settled);
+    return settle(settled.get(orderId));
   }
 
   private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.options.maxOrders);
-      this.stats.batches++;
-      this.stats.orders += batch.length;
-      const outcomes = new Map<string, ReservationOutcome | { error: unknown }>();
-      await this.run([...new Set(batch.map((w) => w.orderId))], outcomes);
-      for (const w of batch) {
-        const outcome = outcomes.get(w.orderId) as ReservationOutcome | { error: unknown };
-        if (typeof outcome === "string") w.resolve(outcome);
-        else w.reject(outcome.error);
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.options.maxOrders);
+        this.stats.batches++;
+        this.stats.orders += batch.length;
+        const settled = new Map<string, Settlement>();
+        const ids = [...new Set(batch.map((w) => w.orderId))];
+        try {
+          await this.run(ids, settled);
+        } catch (error) {
+          // Only the lock-free read after a lost race gets here (Firestore failing): what is not settled fails.
+          for (const id of ids) if (!settled.has(id)) settled.set(id, { error });
+        }
+        for (const w of batch) {
+          try {
+            w.resolve(settle(settled.get(w.orderId)));
+          } catch (error) {
+            w.reject(error);
+          }
+        }
       }
+    } finally {
+      this.running = false;
     }
-    this.running = false;
   }
 
   /**
-   * Reserves `ids` in one transaction (two runs on a conflict, as the commit may have lost to a write
-   * that has nothing to do with the reservation, like checkout storing the PaymentIntent's id). Should
-   * that fail for any other reason than Firestore failing for everyone, the two halves run one after
-   * the other, so a failing order fails alone and the first arrivals still come first.
+   * Reserves `ids` in one optimistic transaction. A commit that lost a race reads again, without a lock,
+   * only what it was guarded on (its orders and the stock documents it wrote) and decides again at once,
+   * every other read served from this run's: a write that changed nothing it decided on (checkout storing
+   * the PaymentIntent's id on an order) costs one read and one commit, not a run (MAX_REDECISIONS). A race
+   * lost once more than that, one whose read finds nothing moved, or any other failure than Firestore
+   * failing for everyone, runs the two halves one after the other on fresh reads, so a failing order
+   * fails alone and the first arrivals still come first.
    */
-  private async run(ids: readonly string[], outcomes: Map<string, ReservationOutcome | { error: unknown }>): Promise<void> {
-    const alone = ids.length === 1;
-    try {
-      const optimistic = alone ? this.options.optimistic : { ...this.options.optimistic, maxAttempts: Math.min(2, this.options.optimistic.maxAttempts) };
-      for (const [id, outcome] of await runOptimistic(this.db, (tx) => this.reserveAll(tx, ids), optimistic, this.stats)) outcomes.set(id, outcome);
-    } catch (error) {
-      if (alone || FIRESTORE_FAILING.has(grpcCodeOf(error) ?? -1)) {
-        for (const id of ids) outcomes.set(id, { error });
+  private async run(ids: readonly string[], settled: Map<string, Settlement>): Promise<void> {
+    let served: Map<string, DocumentSnapshot> | undefined;
+    for (let attempt = 1; ; attempt++) {
+      const seen = new Map<string, DocumentSnapshot>();
+      const tx = new OptimisticTransaction(capturing(servedFirst(served, directReader(this.db)), seen), this.db.batch());
+      let failure: unknown;
+      try {
+        const { outcomes, left } = await this.reserveAll(tx, ids);
+        if (tx.writeCount > 0) {
+          const batch = this.db.batch();
+          tx.applyTo(batch);
+          await batch.commit();
+          this.stats.commits++;
+        }
+        for (const { sku, shard, available } of left) this.views.get(sku)?.available.set(shard, available);
+        for (const [id, outcome] of outcomes) settled.set(id, outcome);
         return;
+      } catch (error) {
+        failure = error;
+      }
+      const conflict = failure instanceof ReadConflict || isConflict(failure);
+      if (conflict) this.stats.conflicts++;
+      if (ids.length === 1) {
+        if (conflict && attempt < this.options.optimistic.maxAttempts) {
+          served = undefined;
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * this.options.optimistic.backoffMs * attempt));
+          continue;
+        }
+        settled.set(ids[0], { error: failure });
+        return;
+      }
+      if (FIRESTORE_FAILING.has(grpcCodeOf(failure) ?? -1)) {
+        for (const id of ids) settled.set(id, { error: failure });
+        return;
+      }
+      if (conflict && attempt <= MAX_REDECISIONS) {
+        const guards = tx.guards();
+        const fresh = guards.length > 0 ? await this.db.getAll(...guards.map((g) => g.ref)) : [];
+        // Nothing it was guarded on moved (a document it creates appeared, say): deciding again would not help.
+        if (fresh.some((snapshot, i) => !sameVersion(guards[i].updateTime, snapshot.updateTime ?? null))) {
+          served = new Map(seen);
+          for (const snapshot of fresh) served.set(snapshot.ref.path, snapshot);
+          this.stats.redecided++;
+          continue;
+        }
       }
       this.stats.splits++;
       const half = Math.ceil(ids.length / 2);
-      await this.run(ids.slice(0, half), outcomes);
-      await this.run(ids.slice(half), outcomes);
+      await this.run(ids.slice(0, half), settled);
+      await this.run(ids.slice(half), settled);
+      return;
     }
   }
 
-  private async reserveAll(tx: TransactionLike, ids: readonly string[]): Promise<Map<string, ReservationOutcome>> {
+  private async reserveAll(tx: TransactionLike, ids: readonly string[]): Promise<{ outcomes: Map<string, ReservationOutcome>; left: ShardLeft[] }> {
     this.stats.runs++;
     const outcomes = new Map<string, ReservationOutcome>();
+    const left: ShardLeft[] = [];
     const pending: Order[] = [];
     (await tx.getAll(...ids.map((id) => orderRef(this.db, id)))).forEach((snapshot, i) => {
       const order = snapshot.data();
@@ -257,7 +325,7 @@ export class ReservationBatches {
       else if (order.status !== "pending") outcomes.set(ids[i], "skipped");
       else pending.push(order);
     });
-    if (pending.length === 0) return outcomes;
+    if (pending.length === 0) return { outcomes, left };
 
     const slots = await this.readStock(tx, pending);
     const planned = planReservations(pending.map((order) => ({ order, now: this.now() })), slots);
@@ -277,14 +345,14 @@ export class ReservationBatches {
     }
     for (const [sku, list] of slots) {
       for (const slot of list) {
-        if (slot.kind === "shard") this.views.get(sku)?.available.set(slot.shard, slot.available - slot.taken);
+        if (slot.kind === "shard") left.push({ sku, shard: slot.shard, available: slot.available - slot.taken });
         if (slot.taken === 0) continue;
         const update: Record<string, FieldValue> = { reserved: FieldValue.increment(slot.taken) };
         if (slot.kind === "product") update.reservedSynced = FieldValue.increment(slot.taken);
         tx.update(slot.ref, update);
       }
     }
-    return outcomes;
+    return { outcomes, left };
   }
 
   /**
@@ -325,6 +393,7 @@ export class ReservationBatches {
 
   private async readShards(tx: TransactionLike, wanted: ReadonlyArray<{ product: Product; shards: readonly number[] }>, slots: Map<string, StockSlot[]>): Promise<void> {
     const refs = wanted.flatMap(({ product, shards }) => shards.map((shard) => stockShardRef(this.db, product.sku, shard)));
+    if (refs.length === 0) return;
     this.stats.shardReads++;
     this.stats.shardsRead += refs.length;
     const snapshots = await tx.getAll(...refs);
@@ -355,4 +424,11 @@ function shardSlot(snapshot: DocumentSnapshot, shard: number): StockSlot {
   // A missing shard holds nothing; it is read, so a reservation is never written into it.
   const available = snapshot.exists ? Math.max(0, toCount(snapshot.get("stock")) - toCount(snapshot.get("reserved"))) : 0;
   return { ref: snapshot.ref, kind: "shard", shard, available, taken: 0 };
+}
+
+/** The outcome a run settled for an order; every order of a run is settled, so a missing one is a bug said as such. */
+function settle(settlement: Settlement | undefined): ReservationOutcome {
+  if (settlement === undefined) throw new Error("a reservation batch left an order without an outcome");
+  if (typeof settlement === "string") return settlement;
+  throw settlement.error;
 }

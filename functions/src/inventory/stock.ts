@@ -189,10 +189,10 @@ const CANDIDATES_TRIED = 3;
  * there is none, or that one is short, a lock-free read of all the others (one consistent snapshot)
  * finds candidates, and only those are read in the transaction. Only the chosen shards are held.
  *
- * When that snapshot shows too few units in all shards together, the order is refused on it, without
- * locking every shard: a refusal writes no stock, so it can never oversell; at worst it misses a unit
- * released in the same few milliseconds, as if the buyer had come a moment earlier. Locking all shards
- * instead would make every sale of the product wait for every refusal, exactly when a sale sells out.
+ * When that snapshot shows too few units in all shards together, the decision is taken on it without
+ * locking every shard (a payment then goes to review): that writes no stock, so it can never oversell;
+ * at worst it misses a unit released in the same few milliseconds. Locking all shards instead would
+ * make every sale of the product wait for every such decision.
  */
 async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope, sku: string, n: number, request: StockRequest): Promise<ShardPlan> {
   // A shared snapshot must have been read after this attempt began choosing: never older than this
@@ -376,9 +376,12 @@ export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes:
 function shares(delta: number, targets: readonly StockTarget[]): number[] {
   if (targets.length === 1) return [delta];
   let remaining = Math.abs(delta);
-  return targets.map((target) => {
+  const parts = targets.map((target) => {
     const part = Math.min(remaining, target.units);
     remaining -= part;
     return Math.sign(delta) * part;
   });
+  // The shards hold fewer units than the change moves: the rest would be lost, not written.
+  if (remaining > 0) throw new Error(`A change of ${delta} units is more than its shards hold (${targets.map((t) => t.units).join(" + ")})`);
+  return parts;
 }

@@ -1,8 +1,9 @@
 import { expect } from "chai";
+import { FieldValue, type Firestore } from "firebase-admin/firestore";
 import { configureStockShards } from "../../src/inventory/shards";
 import { DEFAULT_RESERVATION_BATCH, ReservationBatches } from "../../src/inventory/reservationBatch";
 import { countWhere, createOrder, db, orderData, uniqueId, withTriggersPaused } from "../helpers/emulator";
-import { beforeFirstCommit, countingCommits, invoke, refusingUpdatesOf, unavailableOnce, webhookDeps } from "../helpers/inProcess";
+import { beforeCommits, beforeFirstCommit, countingCommits, invoke, refusingUpdatesOf, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /**
@@ -14,6 +15,31 @@ import { event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 async function shardLevels(sku: string): Promise<Map<string, { stock: number; reserved: number }>> {
   const snapshot = await db().collection("products").doc(sku).collection("stockShards").get();
   return new Map(snapshot.docs.map((d) => [d.id, { stock: Number(d.get("stock")), reserved: Number(d.get("reserved")) }]));
+}
+
+/** `real`, counting its `getAll` calls and the most in flight at once. */
+function countedReads(real: Firestore): { db: Firestore; calls: () => number; most: () => number } {
+  let calls = 0;
+  let now = 0;
+  let most = 0;
+  const counted = new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop === "getAll") {
+        return async (...args: Parameters<Firestore["getAll"]>) => {
+          calls += 1;
+          most = Math.max(most, ++now);
+          try {
+            return await target.getAll(...args);
+          } finally {
+            now -= 1;
+          }
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { db: counted, calls: () => calls, most: () => most };
 }
 
 /** Audit entries per order, in the order given. */
@@ -69,14 +95,35 @@ describe("reservation batches (one instance's new orders, one transaction)", () 
     });
   });
 
-  it("commits on the second run when checkout stores the PaymentIntent ids inside its transaction, one audit entry each", async () => {
+  it("decides again at once when checkout stores PaymentIntent ids inside its transaction: one read of its guards, one more commit", async () => {
     await withTriggersPaused(async () => {
-      const { ids } = await flashSale(10, 2, 4);
-      const storePaymentIntents = () => Promise.all(ids.slice(0, 3).map((id) => db().collection("orders").doc(id).update({ paymentIntentId: stripeId("pi") })));
-      const batches = new ReservationBatches(beforeFirstCommit(db(), storePaymentIntents), () => new Date());
-      expect(await Promise.all(ids.map((id) => batches.reserve(id)))).to.deep.equal(Array(4).fill("reserved"));
-      expect([batches.stats.conflicts, batches.stats.splits, batches.stats.commits]).to.deep.equal([1, 0, 1]);
+      const { ids } = await flashSale(10, 2, 5);
+      const written = [ids[1], ids[3]];
+      const storePaymentIntents = () => Promise.all(written.map((id) => db().collection("orders").doc(id).update({ paymentIntentId: stripeId("pi") })));
+      const reads = countedReads(beforeFirstCommit(db(), storePaymentIntents));
+      const batches = new ReservationBatches(reads.db, () => new Date());
+      expect(await Promise.all(ids.map((id) => batches.reserve(id)))).to.deep.equal(Array(5).fill("reserved"));
+      expect([batches.stats.conflicts, batches.stats.redecided, batches.stats.splits, batches.stats.commits, batches.stats.batches]).to.deep.equal([1, 1, 0, 1, 1]);
+      // The run's orders, products and one shard; then only the read of what the commit was guarded on.
+      expect(reads.calls()).to.equal(4);
+      for (const id of written) expect((await orderData(id)).paymentIntentId, "checkout's write kept").to.be.a("string");
+      expect(await auditsOf(ids)).to.deep.equal([1, 1, 1, 1, 1]);
+    });
+  });
+
+  it("runs the halves one after the other when another instance wins two races in a row, first arrivals first", async () => {
+    await withTriggersPaused(async () => {
+      const { sku, ids } = await flashSale(2, 2, 4);
+      // Another writer moves shard 0 before each of the first two commits (one unit back each time).
+      const restock = () => db().collection("products").doc(sku).collection("stockShards").doc("0").update({ stock: FieldValue.increment(1) });
+      const batches = new ReservationBatches(beforeCommits(db(), 2, restock), () => new Date());
+      expect(await Promise.all(ids.map((id) => batches.reserve(id)))).to.deep.equal(["reserved", "reserved", "reserved", "reserved"]);
+      expect([batches.stats.conflicts, batches.stats.redecided, batches.stats.splits]).to.deep.equal([2, 1, 1]);
       expect(await auditsOf(ids)).to.deep.equal([1, 1, 1, 1]);
+      expect([...(await shardLevels(sku)).values()]).to.deep.equal([
+        { stock: 3, reserved: 3 },
+        { stock: 1, reserved: 1 },
+      ]);
     });
   });
 
@@ -115,9 +162,14 @@ describe("reservation batches (one instance's new orders, one transaction)", () 
       const { ids } = await flashSale(20, 2, 8);
       const counted = countingCommits(db());
       // Each reservation writes its order and an audit entry, and the batch the shard it draws on: 8 orders write 17.
-      const batches = new ReservationBatches(counted.db, () => new Date(), { ...DEFAULT_RESERVATION_BATCH, maxWrites: 10 });
+      const batches = new ReservationBatches(counted.db, () => new Date(), { ...DEFAULT_RESERVATION_BATCH, maxWrites: 16 });
       expect(await Promise.all(ids.map((id) => batches.reserve(id)))).to.deep.equal(Array(8).fill("reserved"));
       expect([batches.stats.splits, counted.count(), counted.conflicts()]).to.deep.equal([1, 2, 0]);
+      // At the limit, one commit.
+      const more = await flashSale(20, 2, 8);
+      const exact = new ReservationBatches(db(), () => new Date(), { ...DEFAULT_RESERVATION_BATCH, maxWrites: 17 });
+      expect(await Promise.all(more.ids.map((id) => exact.reserve(id)))).to.deep.equal(Array(8).fill("reserved"));
+      expect([exact.stats.splits, exact.stats.commits]).to.deep.equal([0, 1]);
     });
   });
 
@@ -125,8 +177,10 @@ describe("reservation batches (one instance's new orders, one transaction)", () 
     await withTriggersPaused(async () => {
       const { sku, ids } = await flashSale(4, 2, 6);
       const counted = countingCommits(db());
-      const batches = new ReservationBatches(counted.db, () => new Date(), { ...DEFAULT_RESERVATION_BATCH, maxOrders: 1 });
+      const reads = countedReads(counted.db);
+      const batches = new ReservationBatches(reads.db, () => new Date(), { ...DEFAULT_RESERVATION_BATCH, maxOrders: 1 });
       const outcomes = await Promise.all(ids.map((id) => batches.reserve(id)));
+      expect(reads.most(), "orders read at once").to.be.at.least(2);
       expect([outcomes.filter((o) => o === "reserved").length, outcomes.filter((o) => o === "out_of_stock").length]).to.deep.equal([4, 2]);
       expect(counted.count() - counted.conflicts(), "commits that landed").to.equal(6);
       for (const level of (await shardLevels(sku)).values()) expect(level).to.deep.equal({ stock: 2, reserved: 2 });

@@ -86,10 +86,15 @@ export function countingCommits(real: Firestore): { db: Firestore; count: () => 
 
 /** `real`, with `hook` run and awaited just before its first commit goes out: another writer's turn inside a race. */
 export function beforeFirstCommit(real: Firestore, hook: () => Promise<unknown>): Firestore {
-  let fired = false;
+  return beforeCommits(real, 1, hook);
+}
+
+/** `real`, with `hook` run and awaited just before each of its first `count` commits goes out. */
+export function beforeCommits(real: Firestore, count: number, hook: () => Promise<unknown>): Firestore {
+  let fired = 0;
   return withCommits(real, async (commit) => {
-    if (!fired) {
-      fired = true;
+    if (fired < count) {
+      fired += 1;
       await hook();
     }
     return commit();

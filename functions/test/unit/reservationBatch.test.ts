@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import type { DocumentReference } from "firebase-admin/firestore";
 import type { Order, OrderLine } from "../../src/collections/orders";
-import { planReservations, preferredShards, shuffled, take, type StockSlot } from "../../src/inventory/reservationBatch";
+import type { Firestore } from "firebase-admin/firestore";
+import { DEFAULT_RESERVATION_BATCH, planReservations, preferredShards, ReservationBatches, shuffled, take, type StockSlot } from "../../src/inventory/reservationBatch";
 import { prng } from "../helpers/prng";
 
 /** inventory/reservationBatch.ts, its pure parts: a batch decided in arrival order, units taken from few shards. */
@@ -89,5 +90,15 @@ describe("shuffled (an instance's order of preference)", () => {
     const b = shuffled(50, random);
     expect([...a].sort((x, y) => x - y)).to.deep.equal(Array.from({ length: 50 }, (_, i) => i));
     expect(a).to.not.deep.equal(b);
+  });
+});
+
+describe("ReservationBatches options", () => {
+  it("refuses a batch size or write budget that could never make progress", () => {
+    const db = {} as Firestore;
+    const now = () => NOW;
+    for (const maxOrders of [0, -1, 1.5, Number.NaN]) expect(() => new ReservationBatches(db, now, { ...DEFAULT_RESERVATION_BATCH, maxOrders })).to.throw(RangeError);
+    expect(() => new ReservationBatches(db, now, { ...DEFAULT_RESERVATION_BATCH, maxWrites: 5 })).to.throw(RangeError);
+    expect(new ReservationBatches(db, now).stats.batches).to.equal(0);
   });
 });

@@ -1,6 +1,8 @@
 import { expect } from "chai";
 import { distributeStockDelta } from "../../src/inventory/shards";
-import { startShard } from "../../src/inventory/stock";
+import type { DocumentReference } from "firebase-admin/firestore";
+import type { TransactionLike } from "../../src/concurrency/optimistic";
+import { startShard, writeStockChanges, type StockPlan } from "../../src/inventory/stock";
 
 describe("distributeStockDelta (operator edits spread over stock shards)", () => {
   const levels = (...pairs: [number, number][]) => pairs.map(([stock, reserved]) => ({ stock, reserved }));
@@ -36,5 +38,16 @@ describe("startShard", () => {
     for (let i = 0; i < 400; i++) seen.add(startShard(`order-${i}`, "hot", 8));
     expect([...seen].sort()).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(startShard("order-1", "hot", 8)).to.equal(startShard("order-1", "hot", 8));
+  });
+});
+
+describe("writeStockChanges (a change never lost for want of a shard)", () => {
+  const ref = {} as DocumentReference;
+  const tx = {} as TransactionLike;
+  const plan = (units: number[]): StockPlan => ({ levels: new Map(), shards: {}, targets: new Map([["hot", units.map((u) => ({ ref, units: u, kind: "shard" as const }))]]) });
+
+  it("refuses a change planned on no shard, and one larger than the shards it is split over hold", () => {
+    expect(() => writeStockChanges(tx, plan([]), [{ sku: "hot", stock: -1, reserved: -1 }])).to.throw(/No stock shard planned/);
+    expect(() => writeStockChanges(tx, plan([1, 1]), [{ sku: "hot", stock: 0, reserved: -3 }])).to.throw(/more than its shards hold/);
   });
 });
