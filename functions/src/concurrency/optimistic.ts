@@ -43,18 +43,6 @@ export function servedFirst(served: ReadonlyMap<string, DocumentSnapshot> | unde
   };
 }
 
-/** `reader`, keeping every document snapshot it answers in `into`, by path. */
-export function capturing(reader: Reader, into: Map<string, DocumentSnapshot>): Reader {
-  return {
-    getAll: async (refs) => {
-      const snapshots = await reader.getAll(refs);
-      for (const snapshot of snapshots) into.set(snapshot.ref.path, snapshot);
-      return snapshots;
-    },
-    query: (query) => reader.query(query),
-  };
-}
-
 /** A document a commit depends on: unchanged since it was read (`updateTime`), or still absent (null). */
 export interface Guard {
   ref: DocumentReference;

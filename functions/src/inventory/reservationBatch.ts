@@ -2,7 +2,7 @@ import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firesto
 import { orderRef, quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
 import { productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
 import { toCount } from "../collections/firestoreValues";
-import { capturing, DEFAULT_OPTIMISTIC, directReader, isConflict, OptimisticTransaction, ReadConflict, sameVersion, servedFirst, type OptimisticOptions, type TransactionLike } from "../concurrency/optimistic";
+import { DEFAULT_OPTIMISTIC, directReader, isConflict, OptimisticTransaction, ReadConflict, sameVersion, servedFirst, type OptimisticOptions, type TransactionLike } from "../concurrency/optimistic";
 import { grpcCodeOf } from "../errors";
 import { decideReservation, type ReservationDecision } from "../domain/reservation";
 import { isDocumentId } from "../domain/ids";
@@ -188,8 +188,8 @@ export class ReservationBatches {
   private readonly views = new Map<string, ShardView>();
   /**
    * For the bench and the tests: batches started and their orders, body runs, commits and lost races,
-   * runs `redecided` at once on a fresh read of their guards after a lost race, `splits` (a batch that failed, or would write too much, run again as two halves), shard reads
-   * (calls, documents, and reads of all of a product's shards).
+   * runs `redecided` at once on a fresh read after a lost race, `splits` (a batch that failed, or would write too much, run again as two halves), and the shard reads its
+   * runs asked for (calls, documents, and reads of all of a product's shards), served or not.
    */
   readonly stats = { batches: 0, orders: 0, runs: 0, commits: 0, conflicts: 0, redecided: 0, splits: 0, shardReads: 0, shardsRead: 0, fullReads: 0 };
 
@@ -252,9 +252,9 @@ export class ReservationBatches {
 
   /**
    * Reserves `ids` in one optimistic transaction. A commit that lost a race reads again, without a lock,
-   * only what it was guarded on (its orders and the stock documents it wrote) and decides again at once,
-   * every other read served from this run's: a write that changed nothing it decided on (checkout storing
-   * the PaymentIntent's id on an order) costs one read and one commit, not a run (MAX_REDECISIONS). A race
+   * everything the run read, in one call, and decides again at once on it when something it was guarded
+   * on moved: a write that changed nothing it decided on (checkout storing the PaymentIntent's id on an
+   * order) costs one read and one commit, not a run of read rounds (MAX_REDECISIONS). A race
    * lost once more than that, one whose read finds nothing moved, or any other failure than Firestore
    * failing for everyone, runs the two halves one after the other on fresh reads, so a failing order
    * fails alone and the first arrivals still come first.
@@ -262,8 +262,7 @@ export class ReservationBatches {
   private async run(ids: readonly string[], settled: Map<string, Settlement>): Promise<void> {
     let served: Map<string, DocumentSnapshot> | undefined;
     for (let attempt = 1; ; attempt++) {
-      const seen = new Map<string, DocumentSnapshot>();
-      const tx = new OptimisticTransaction(capturing(servedFirst(served, directReader(this.db)), seen), this.db.batch());
+      const tx = new OptimisticTransaction(servedFirst(served, directReader(this.db)), this.db.batch());
       let failure: unknown;
       try {
         const { outcomes, left } = await this.reserveAll(tx, ids);
@@ -295,12 +294,12 @@ export class ReservationBatches {
         return;
       }
       if (conflict && attempt <= MAX_REDECISIONS) {
-        const guards = tx.guards();
-        const fresh = guards.length > 0 ? await this.db.getAll(...guards.map((g) => g.ref)) : [];
+        // Everything the run read, again, in one call: the run decides again on it without a round trip of its own.
+        const fresh = await this.db.getAll(...tx.readRefs());
+        const now = new Map(fresh.map((snapshot) => [snapshot.ref.path, snapshot]));
         // Nothing it was guarded on moved (a document it creates appeared, say): deciding again would not help.
-        if (fresh.some((snapshot, i) => !sameVersion(guards[i].updateTime, snapshot.updateTime ?? null))) {
-          served = new Map(seen);
-          for (const snapshot of fresh) served.set(snapshot.ref.path, snapshot);
+        if (tx.guards().some((g) => !sameVersion(g.updateTime, now.get(g.ref.path)?.updateTime ?? null))) {
+          served = now;
           this.stats.redecided++;
           continue;
         }
@@ -380,9 +379,10 @@ export class ReservationBatches {
     const first = sharded.map((product) => ({ product, shards: preferredShards(this.view(product), demand.get(product.sku) ?? 0) }));
     await this.readShards(tx, first, slots);
     const short = first.filter(({ product }) => (slots.get(product.sku) ?? []).reduce((sum, s) => sum + s.available, 0) < (demand.get(product.sku) ?? 0));
-    if (short.length > 0) {
+    const rest = short.map(({ product, shards }) => ({ product, shards: this.view(product).order.filter((s) => !shards.includes(s)) }));
+    if (rest.some(({ shards }) => shards.length > 0)) {
       this.stats.fullReads++;
-      await this.readShards(tx, short.map(({ product, shards }) => ({ product, shards: this.view(product).order.filter((s) => !shards.includes(s)) })), slots);
+      await this.readShards(tx, rest, slots);
     }
     for (const product of sharded) {
       const order = this.view(product).order;
