@@ -33,9 +33,9 @@ export const DEFAULT_RESERVATION_BATCH: ReservationBatchOptions = { maxOrders: 1
 const FIRESTORE_FAILING = new Set([4 /* DEADLINE_EXCEEDED */, 8 /* RESOURCE_EXHAUSTED */, 14 /* UNAVAILABLE */]);
 
 /**
- * Lost races after which a batch decides again on a fresh read of what moved, before it splits: each one
- * needs another document of the batch to have been written since the last read (checkout stores each
- * order's PaymentIntent id once), so a burst's writes are ridden out in a few reads and commits.
+ * Lost races after which a batch decides again on a fresh read, before it splits: each one needs a
+ * document it was guarded on to have been written since the last read (checkout stores each order's
+ * PaymentIntent id once), so a burst's writes are ridden out in a few reads and commits.
  */
 const MAX_REDECISIONS = 4;
 
@@ -188,8 +188,9 @@ export class ReservationBatches {
   private readonly views = new Map<string, ShardView>();
   /**
    * For the bench and the tests: batches started and their orders, body runs, commits and lost races,
-   * runs `redecided` at once on a fresh read after a lost race, `splits` (a batch that failed, or would write too much, run again as two halves), and the shard reads its
-   * runs asked for (calls, documents, and reads of all of a product's shards), served or not.
+   * runs `redecided` at once on a fresh read after a lost race, `splits` (a batch that failed, or would
+   * write too much, run again as two halves), and the shard reads its runs asked for (calls, documents,
+   * and reads of all of a product's shards), served or not.
    */
   readonly stats = { batches: 0, orders: 0, runs: 0, commits: 0, conflicts: 0, redecided: 0, splits: 0, shardReads: 0, shardsRead: 0, fullReads: 0 };
 
@@ -282,7 +283,6 @@ export class ReservationBatches {
       if (conflict) this.stats.conflicts++;
       if (ids.length === 1) {
         if (conflict && attempt < this.options.optimistic.maxAttempts) {
-          served = undefined;
           await new Promise((resolve) => setTimeout(resolve, Math.random() * this.options.optimistic.backoffMs * attempt));
           continue;
         }
