@@ -1,8 +1,7 @@
 import type { Firestore } from "firebase-admin/firestore";
-import { ORDERS, orderRef, type Order } from "./collections/orders";
+import { ORDERS, orderRef } from "./collections/orders";
 import { lockKeys, runTransactionWithLocks, type LocalLocks } from "./concurrency/localLocks";
-import type { StockLevel } from "./collections/products";
-import { decideAbandonedRelease, type AbandonPolicy, type ReservationDecision } from "./domain/reservation";
+import { decideAbandonedRelease, type AbandonPolicy } from "./domain/reservation";
 import type { ReservationBatches, ReservationOutcome } from "./inventory/reservationBatch";
 import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
 import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
@@ -27,12 +26,11 @@ export function reserveStockForOrder(deps: ReservationDeps, orderId: string): Pr
   return deps.batches.reserve(orderId);
 }
 
-/** Reads the order and its stock, decides, writes: one transaction. */
-async function applyToOrder(
-  deps: ReservationDeps,
-  orderId: string,
-  decideFor: (order: Order, stock: ReadonlyMap<string, StockLevel>, now: Date) => ReservationDecision,
-): Promise<ReservationOutcome> {
+/**
+ * Cancels one order if its reservation was abandoned (decideAbandonedRelease) and releases its units, in
+ * one transaction; anything but a `reserved` order is left as it is.
+ */
+async function releaseIfAbandoned(deps: ReservationDeps, orderId: string, policy: AbandonPolicy): Promise<ReservationOutcome> {
   const { db } = deps;
   const ref = orderRef(db, orderId);
   const scope = deps.locks.scope();
@@ -41,20 +39,15 @@ async function applyToOrder(
     return await runTransactionWithLocks(db, scope, async (tx) => {
       const order = (await tx.get(ref)).data();
       if (order === undefined) return "missing";
-      if (order.status !== "pending" && order.status !== "reserved") return "skipped";
+      if (order.status !== "reserved") return "skipped";
       const plan = await planStock(tx, db, stockRequestFor(order), scope);
       const now = deps.now();
-      const decision = decideFor(order, plan.levels, now);
+      const decision = decideAbandonedRelease(order, plan.levels, now, policy);
       if (decision.kind === "skip") return "skipped";
       tx.update(ref, withShards(decision.orderPatch, order, plan.shards, decision.stockChanges.length > 0));
       writeStockChanges(tx, plan, decision.stockChanges);
       writeAudit(tx, db, decision.audit);
-      if (decision.result === "canceled") {
-        queueNotifications(tx, db, [{ id: `order_canceled:${order.id}`, kind: "order_canceled", orderId: order.id, userId: order.userId, eventId: null, detail: decision.audit.reason }], now);
-      }
-      if (decision.adminAlert !== null) {
-        queueNotifications(tx, db, [{ id: `admin_alert:order:${order.id}`, kind: "admin_alert", orderId: order.id, userId: null, eventId: null, detail: decision.adminAlert }], now);
-      }
+      queueNotifications(tx, db, [{ id: `order_canceled:${order.id}`, kind: "order_canceled", orderId: order.id, userId: order.userId, eventId: null, detail: decision.audit.reason }], now);
       return decision.result;
     });
   } finally {
@@ -78,7 +71,7 @@ export async function releaseAbandonedReservations(deps: ReservationDeps, policy
   const report: SweepReport = { examined: 0, canceled: 0, skipped: 0 };
   for (const doc of candidates.docs) {
     report.examined += 1;
-    const outcome = await applyToOrder(deps, doc.id, (order, stock, now) => decideAbandonedRelease(order, stock, now, policy));
+    const outcome = await releaseIfAbandoned(deps, doc.id, policy);
     if (outcome === "canceled") report.canceled += 1;
     else report.skipped += 1;
   }
