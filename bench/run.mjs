@@ -23,7 +23,7 @@
 //                    no 2xx is redelivered to the survivors with bounded retries and backoff, as Stripe would.
 //
 // Knobs (env): BENCH_INSTANCES (1,3), BENCH_SCENARIOS (comma list of the names above, hot_sku for both
-// phases; BENCH_ONLY is an alias), BENCH_EVENTS (500), BENCH_TWINS_ORDERS, BENCH_HOT_SHARDS (50),
+// phases; BENCH_ONLY is an alias), BENCH_EVENTS (500), BENCH_TWINS_ORDERS, BENCH_TWINS_APART=1, BENCH_HOT_SHARDS (50),
 // BENCH_PHASE_BUDGET_S (120: a phase stops sending after this), BENCH_OP_TIMEOUT_S (45: one request /
 // reservation), BENCH_TOTAL_BUDGET_S (60 + 200 per instance count: the whole run, shared fairly between the
 // instance counts), BENCH_CRASH_RETRIES (6), BENCH_CRASH_BACKOFF_MS (500, doubling, at most 8 s);
@@ -103,6 +103,11 @@ const HOT_SHARDS = num("BENCH_HOT_SHARDS", 50, 1, 500);
 // Stripe answers (while the trigger may be reserving the order). Unset (the default, as issue 12 defines
 // the scenario): orders are seeded with it.
 const CHECKOUT_WRITE_MS = (process.env.BENCH_CHECKOUT_WRITE_MS ?? "").trim() === "" ? null : num("BENCH_CHECKOUT_WRITE_MS", 100, 0, 10_000);
+// BENCH_TWINS_APART=1: twins sends every order's payment_intent.succeeded first and all the charges after
+// them: the same events, but an order's charge goes out only after BENCH_TWINS_ORDERS - 1 other events
+// (99 by default, twice the concurrency), so the two events of a payment rarely meet; it measures what
+// their race costs (unset, the default: the two go out together, as issue 12 defines the scenario).
+const TWINS_APART = (process.env.BENCH_TWINS_APART ?? "").trim() === "1";
 /** The hot product's stock as a share of its orders: below 1, the sale sells out and some buyers are refused. */
 const HOT_STOCK_SHARE = 0.8;
 const AMOUNT = 2500;
@@ -674,14 +679,20 @@ async function scenarioTwins() {
   if (setup === null) return skippedRow(name, 2 * n, 50);
   const budgetMs = phaseBudget(name);
   if (budgetMs === null) return skippedRow(name, 2 * n, 50);
-  // Adjacent in the list, so sent together, and to different instances when K > 1; which comes first alternates.
+  // Adjacent in the list, so sent together, and to different instances when K > 1; which comes first
+  // alternates. Apart (BENCH_TWINS_APART=1): every PaymentIntent's event, then every charge's.
   const events = [];
+  const charges = [];
   const payments = new Map();
   orders.forEach((o, j) => {
     const [pi, ch] = twinEvents(o, tag);
-    events.push(...(j % 2 === 0 ? [pi, ch] : [ch, pi]));
+    if (TWINS_APART) {
+      events.push(pi);
+      charges.push(ch);
+    } else events.push(...(j % 2 === 0 ? [pi, ch] : [ch, pi]));
     payments.set(o.orderId, [pi.id, ch.id]);
   });
+  events.push(...charges);
   const { load, stats } = await deliverAll({ label: name, fn: "stripeWebhook", bodies: events.map((e) => JSON.stringify(e)), concurrency: 50, budgetMs });
   const invariants = await checkInvariants(db, { tag, initialStock, reservations: setup.outcomes, payments, twins: true, events: eventOutcomes(events.map((e) => e.id), load.results) });
   record(name, { load, stats, invariants, budgetMs, extra: { orders: n, finalized_orders: invariants.counts.finalized } });
@@ -864,6 +875,7 @@ async function main() {
       knobs: appliedKnobs ?? KNOBS,
       events_per_scenario: N,
       twins_orders: TWINS_ORDERS,
+      twins_apart: TWINS_APART,
       phase_budget_s: PHASE_BUDGET_MS / 1000,
       total_budget_s: TOTAL_BUDGET_MS / 1000,
       hot_sku_stock_shards: HOT_SHARDS,

@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { createHash } from "node:crypto";
 import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
-import { productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
+import { productFromData, productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
 import type { StockChange } from "../domain/orderMachine";
 import { toCount } from "../collections/firestoreValues";
 import { quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
@@ -71,6 +71,24 @@ export function startShard(key: string, sku: string, shards: number): number {
   return createHash("sha1").update(`${key}/${sku}`).digest().readUInt32BE(0) % shards;
 }
 
+export interface PlanOptions {
+  /**
+   * A document this transaction has already read (the order), read again in the same call as the
+   * product documents, for one reason: if another instance changed it since, an optimistic transaction
+   * fails that read (ReadConflict, concurrency/optimistic.ts) and runs again, before its commit. The two
+   * events of one payment (`payment_intent.succeeded` and `charge.succeeded`) reach two instances at
+   * once; when the other one's finalization lands between this payment's two reads, this payment now
+   * leaves its group and runs again in the next one, where before it decided on the old order and its
+   * lost commit failed the shared commit of every member of its group (docs/performance.md, ninth
+   * round). A decision that would not have written the order (`already_finalized`) runs again too.
+   * Only payments that read a product document get this: one whose units are held in shards reads
+   * nothing here, and a read of the order alone would cost a round trip. A real Firestore transaction
+   * sees the same version twice. A document the transaction did not read before would become one more
+   * thing its commit depends on: pass only one it read.
+   */
+  readAgain?: DocumentReference;
+}
+
 /**
  * Reads, inside `tx`, the stock the decision needs and says where its changes go. A document read and
  * then written under a version guard is first taken in `scope` (or LocksWanted is thrown, see
@@ -79,7 +97,7 @@ export function startShard(key: string, sku: string, shards: number): number {
  * yet (a payment that came before its reservation, a restock) prefers a shard nobody in this instance is
  * using. New orders are reserved elsewhere, in batches (inventory/reservationBatch.ts).
  */
-export async function planStock(tx: TransactionLike, db: Firestore, request: StockRequest, scope: LockScope): Promise<StockPlan> {
+export async function planStock(tx: TransactionLike, db: Firestore, request: StockRequest, scope: LockScope, { readAgain }: PlanOptions = {}): Promise<StockPlan> {
   const plan: StockPlan = { levels: new Map(), targets: new Map(), shards: {} };
   const skus = [...request.quantities.keys()].sort();
   const toRead: string[] = [];
@@ -104,9 +122,12 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
   const counts = new Map<string, number>();
   if (toRead.length > 0) {
     const keyed: string[] = [];
-    const snapshots = await tx.getAll(...toRead.map((sku) => productRef(db, sku)));
+    // Untyped references, so that the document read again can share the call.
+    const refs = [...toRead.map((sku) => productRef(db, sku).withConverter(null)), ...(readAgain === undefined ? [] : [readAgain.withConverter(null)])];
+    const snapshots = (await tx.getAll(...refs)).slice(0, toRead.length);
     for (const snapshot of snapshots) {
-      const product = snapshot.data();
+      const data = snapshot.data();
+      const product = data === undefined ? undefined : productFromData(snapshot.id, data);
       // A product that does not exist gets no level and no target: the decision refuses or skips its line
       // (a held one goes to review).
       if (product === undefined) continue;

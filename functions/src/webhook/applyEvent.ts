@@ -103,7 +103,7 @@ export async function applyEvent(
         throw new DeferredError(`No order found for ${describe(translation.ref)}`, "order_not_found", refOrderId(translation.ref));
       }
       const now = deps.now();
-      const plan = await planStock(tx, db, stockRequestFor(order), scope);
+      const plan = await planStock(tx, db, stockRequestFor(order), scope, { readAgain: orderRef(db, order.id) });
       const decision = decide({ order, stock: plan.levels, command: translation.command, event: meta, now, options: deps.options });
       if (decision.kind === "defer") throw new DeferredError(decision.reason, "order_not_ready", order.id);
 
@@ -184,14 +184,16 @@ async function orderIdForPaymentIntent(db: Firestore, paymentIntentId: string): 
 
 /** Inside the transaction: when the lock-free lookup found no single order, or its order changed since. */
 async function findOrderByPaymentIntent(tx: TransactionLike, db: Firestore, paymentIntentId: string, scope: LockScope): Promise<Order | null> {
-  const matches = await tx.get(ordersByPaymentIntent(db, paymentIntentId));
+  // Untyped, like the read of an order named by id: the stock read reads it again by the same reference
+  // (planStock's readAgain), which a rerun after a lost race is then served without a round trip.
+  const matches = await tx.get(ordersByPaymentIntent(db, paymentIntentId).withConverter(null));
   if (matches.size > 1) {
     throw new DeferredError(`Several orders claim PaymentIntent ${paymentIntentId}`, "ambiguous_payment_intent");
   }
   if (matches.empty) return null;
   // Known only now: take its key like a delivery that named the order did before its transaction.
   scope.require(lockKeys.order(matches.docs[0].id));
-  return matches.docs[0].data();
+  return orderFromSnapshot(matches.docs[0]);
 }
 
 function refOrderId(ref: OrderRef): string | null {

@@ -6,7 +6,7 @@ import { configureStockShards } from "../../src/inventory/shards";
 import { startShard } from "../../src/inventory/stock";
 import { reserveStockForOrder } from "../../src/reservation";
 import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, withTriggersPaused, uniqueId, waitForOrderStatus } from "../helpers/emulator";
-import { beforeFirstCommit, countingCommits, invoke, reservationDeps, unavailableOnce, webhookDeps } from "../helpers/inProcess";
+import { beforeFirstCommit, beforeRead, countingCommits, invoke, reservationDeps, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { charge, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /**
@@ -389,6 +389,68 @@ describe("two instances against one database", () => {
     expect(counted.conflicts(), "commits of the first instance that lost a race").to.equal(0);
     expect(counted.count()).to.equal(1);
     expect(await productData(sku)).to.include({ stock: 6, reserved: 0 });
+  });
+
+  /** A reserved order of one unit of a plain product with 10 in stock, and its PaymentIntent's id. */
+  async function reservedPayment(sku: string): Promise<{ orderId: string; piId: string }> {
+    const payment = { orderId: uniqueId("order"), piId: stripeId("pi") };
+    await createOrder({ id: payment.orderId, items: [{ sku, qty: 1 }], amount: 700, paymentIntentId: payment.piId });
+    await waitForOrderStatus(payment.orderId, "reserved");
+    return payment;
+  }
+  const succeeded = (p: { orderId: string; piId: string }) => event("payment_intent.succeeded", paymentIntent({ id: p.piId, amount: 700, orderId: p.orderId }));
+  const charged = (p: { piId: string }) => event("charge.succeeded", charge({ amount: 700, paymentIntentId: p.piId }));
+
+  // Either twin may be the one that reads first: the charge names its order by PaymentIntent, the other by id.
+  for (const [first, second] of [
+    ["payment_intent.succeeded", "charge.succeeded"],
+    ["charge.succeeded", "payment_intent.succeeded"],
+  ] as const) {
+    it(`answers ${first} already_finalized, with no commit lost, when ${second} finalized its order at another instance between its two reads`, async () => {
+      const sku = uniqueId("sku");
+      await seedProduct(sku, 10);
+      const payment = await reservedPayment(sku);
+      const eventOf = (type: typeof first) => (type === "charge.succeeded" ? charged(payment) : succeeded(payment));
+      const b = webhookDeps(db());
+      const twin: Array<Awaited<ReturnType<typeof invoke>>> = [];
+      // The twin finalizes the order at the other instance after this one's first read, before its stock read.
+      const counted = countingCommits(beforeRead(db(), 2, async () => twin.push(await invoke(b, eventOf(second)))));
+      const a = webhookDeps(counted.db);
+
+      const answer = await invoke(a, eventOf(first));
+
+      expect([answer, ...twin].map((x) => `${x.status} ${String(x.body.result)}`)).to.deep.equal(["200 already_finalized", "200 finalized"]);
+      // Its stock read read the order again and saw the twin's finalization: it ran again before committing.
+      expect(counted.conflicts(), "commits of the first instance that lost a race").to.equal(0);
+      expect(counted.count()).to.equal(1);
+      expect(await statusesOf([payment.orderId])).to.deep.equal({ finalized: 1 });
+      expect(await productData(sku)).to.include({ stock: 9, reserved: 0 });
+      expect(await countWhere("notifications", "orderId", payment.orderId)).to.equal(1);
+      // Its reservation, the finalization and the already_finalized no-op.
+      expect(await countWhere("auditLog", "orderId", payment.orderId)).to.equal(3);
+    });
+  }
+
+  it("leaves out of its group's commit only the payment whose twin another instance finalized between its reads; no shared commit fails", async () => {
+    const sku = uniqueId("sku");
+    await seedProduct(sku, 10);
+    const [raced, plain] = [await reservedPayment(sku), await reservedPayment(sku)];
+    const b = webhookDeps(db());
+    const twin: Array<Awaited<ReturnType<typeof invoke>>> = [];
+    const counted = countingCommits(beforeRead(db(), 2, async () => twin.push(await invoke(b, charged(raced)))));
+    const a = webhookDeps(counted.db);
+
+    const answers = await Promise.all([invoke(a, succeeded(raced)), invoke(a, succeeded(plain))]);
+
+    expect([...answers, ...twin].map((x) => `${x.status} ${String(x.body.result)}`)).to.deep.equal(["200 already_finalized", "200 finalized", "200 finalized"]);
+    const stats = a.locks.transactions(counted.db).stats;
+    // The plain payment committed in the group's one shared commit; the raced one ran again alone (a group
+    // of one) and committed there. No shared commit failed or was decided again.
+    expect(stats).to.include({ groups: 1, members: 2, failedGroups: 0, retriedGroups: 0, pruned: 0, requeued: 1, loneArrivals: 1, missedTwice: 0 });
+    expect(counted.conflicts(), "commits of the first instance that lost a race").to.equal(0);
+    expect(counted.count()).to.equal(2);
+    expect(await statusesOf([raced.orderId, plain.orderId])).to.deep.equal({ finalized: 2 });
+    expect(await productData(sku)).to.include({ stock: 8, reserved: 0 });
   });
 
   it("answers copies of one event split over two instances with one effect and the rest duplicates", async () => {

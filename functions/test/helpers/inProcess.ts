@@ -84,6 +84,24 @@ export function countingCommits(real: Firestore): { db: Firestore; count: () => 
   return { db, count: () => count, conflicts: () => conflicts };
 }
 
+/** `real`, with `hook` run and awaited just before its `nth` lock-free read call (`getAll`, from 1) goes out: another writer's turn between two reads. */
+export function beforeRead(real: Firestore, nth: number, hook: () => Promise<unknown>): Firestore {
+  let calls = 0;
+  return new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop === "getAll") {
+        return async (...refs: Parameters<Firestore["getAll"]>) => {
+          calls += 1;
+          if (calls === nth) await hook();
+          return target.getAll(...refs);
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 /** `real`, with `hook` run and awaited just before its first commit goes out: another writer's turn inside a race. */
 export function beforeFirstCommit(real: Firestore, hook: () => Promise<unknown>): Firestore {
   return beforeCommits(real, 1, hook);
