@@ -73,18 +73,14 @@ export function startShard(key: string, sku: string, shards: number): number {
 
 export interface PlanOptions {
   /**
-   * A document this transaction has already read (the order), read again in the same call as the
-   * product documents, for one reason: if another instance changed it since, an optimistic transaction
-   * fails that read (ReadConflict, concurrency/optimistic.ts) and runs again, before its commit. The two
-   * events of one payment (`payment_intent.succeeded` and `charge.succeeded`) reach two instances at
-   * once; when the other one's finalization lands between this payment's two reads, this payment now
-   * leaves its group and runs again in the next one, where before it decided on the old order and its
-   * lost commit failed the shared commit of every member of its group (docs/performance.md, ninth
-   * round). A decision that would not have written the order (`already_finalized`) runs again too.
-   * Only payments that read a product document get this: one whose units are held in shards reads
-   * nothing here, and a read of the order alone would cost a round trip. A real Firestore transaction
-   * sees the same version twice. A document the transaction did not read before would become one more
-   * thing its commit depends on: pass only one it read.
+   * A document this transaction already read (the order), read again in the same call as the product
+   * documents. If another instance changed it in between, an optimistic transaction fails that read
+   * (ReadConflict, concurrency/optimistic.ts) and runs again before it commits. That is the race of a
+   * payment's two events (`payment_intent.succeeded`, `charge.succeeded`) at two instances: without
+   * it, the payment decided on the old order and its lost commit failed its whole group's shared commit
+   * (docs/performance.md, ninth round). Not read when no product is (units held in shards): alone it
+   * would cost a round trip. A real Firestore transaction sees the same version twice. Pass only a
+   * document the transaction read: another would become one more thing its commit depends on.
    */
   readAgain?: DocumentReference;
 }
