@@ -87,18 +87,10 @@ export function countingCommits(real: Firestore): { db: Firestore; count: () => 
 /** `real`, with `hook` run and awaited just before its `nth` lock-free read call (`getAll`, from 1) goes out: another writer's turn between two reads. */
 export function beforeRead(real: Firestore, nth: number, hook: () => Promise<unknown>): Firestore {
   let calls = 0;
-  return new Proxy(real, {
-    get(target, prop, receiver) {
-      if (prop === "getAll") {
-        return async (...refs: Parameters<Firestore["getAll"]>) => {
-          calls += 1;
-          if (calls === nth) await hook();
-          return target.getAll(...refs);
-        };
-      }
-      const value: unknown = Reflect.get(target, prop, receiver);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
+  return replacing(real, "getAll", async (...refs: Parameters<Firestore["getAll"]>) => {
+    calls += 1;
+    if (calls === nth) await hook();
+    return real.getAll(...refs);
   });
 }
 
@@ -135,40 +127,35 @@ export function appliedButUnacknowledged(real: Firestore): Firestore {
 
 /** `real`, whose commits that update `path` fail as Firestore fails a write it refuses (INVALID_ARGUMENT), every time. */
 export function refusingUpdatesOf(real: Firestore, path: string): Firestore {
-  return new Proxy(real, {
-    get(target, prop, receiver) {
-      if (prop === "batch") {
-        return () => {
-          const batch = target.batch();
-          let refused = false;
-          const update = batch.update.bind(batch) as (ref: DocumentReference, ...rest: unknown[]) => WriteBatch;
-          batch.update = ((ref: DocumentReference, ...rest: unknown[]) => {
-            if (ref.path === path) refused = true;
-            return update(ref, ...rest);
-          }) as unknown as WriteBatch["update"];
-          const commit = batch.commit.bind(batch);
-          batch.commit = () => (refused ? Promise.reject(Object.assign(new Error(`3 INVALID_ARGUMENT: injected refusal of ${path}`), { code: 3 })) : commit());
-          return batch;
-        };
-      }
-      const value: unknown = Reflect.get(target, prop, receiver);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
+  return replacing(real, "batch", () => {
+    const batch = real.batch();
+    let refused = false;
+    const update = batch.update.bind(batch) as (ref: DocumentReference, ...rest: unknown[]) => WriteBatch;
+    batch.update = ((ref: DocumentReference, ...rest: unknown[]) => {
+      if (ref.path === path) refused = true;
+      return update(ref, ...rest);
+    }) as unknown as WriteBatch["update"];
+    const commit = batch.commit.bind(batch);
+    batch.commit = () => (refused ? Promise.reject(Object.assign(new Error(`3 INVALID_ARGUMENT: injected refusal of ${path}`), { code: 3 })) : commit());
+    return batch;
   });
 }
 
 /** `real`, with every `batch().commit()` going through `around`. */
 function withCommits(real: Firestore, around: (commit: () => Promise<WriteResult[]>) => Promise<WriteResult[]>): Firestore {
+  return replacing(real, "batch", () => {
+    const batch = real.batch();
+    const commit = batch.commit.bind(batch);
+    batch.commit = () => around(commit);
+    return batch;
+  });
+}
+
+/** `real`, with its `member` replaced; every other member is the real one's, methods bound to it. */
+function replacing<K extends "batch" | "getAll">(real: Firestore, member: K, replacement: Firestore[K]): Firestore {
   return new Proxy(real, {
     get(target, prop, receiver) {
-      if (prop === "batch") {
-        return () => {
-          const batch = target.batch();
-          const commit = batch.commit.bind(batch);
-          batch.commit = () => around(commit);
-          return batch;
-        };
-      }
+      if (prop === member) return replacement;
       const value: unknown = Reflect.get(target, prop, receiver);
       return typeof value === "function" ? value.bind(target) : value;
     },
