@@ -23,7 +23,7 @@
 //                    no 2xx is redelivered to the survivors with bounded retries and backoff, as Stripe would.
 //
 // Knobs (env): BENCH_INSTANCES (1,3), BENCH_SCENARIOS (comma list of the names above, hot_sku for both
-// phases; BENCH_ONLY is an alias), BENCH_EVENTS (500), BENCH_TWINS_ORDERS, BENCH_TWINS_APART=1, BENCH_HOT_SHARDS (50),
+// phases; BENCH_ONLY is an alias), BENCH_EVENTS (500), BENCH_TWINS_ORDERS, BENCH_TWINS_APART=1, BENCH_COLD_CONNECTIONS=1, BENCH_HOT_SHARDS (50),
 // BENCH_PHASE_BUDGET_S (120: a phase stops sending after this), BENCH_OP_TIMEOUT_S (45: one request /
 // reservation), BENCH_TOTAL_BUDGET_S (60 + 200 per instance count: the whole run, shared fairly between the
 // instance counts), BENCH_CRASH_RETRIES (6), BENCH_CRASH_BACKOFF_MS (500, doubling, at most 8 s);
@@ -108,6 +108,8 @@ const CHECKOUT_WRITE_MS = (process.env.BENCH_CHECKOUT_WRITE_MS ?? "").trim() ===
 // (99 by default, twice the concurrency), so the two events of a payment rarely meet; it measures what
 // their race costs (unset, the default: the two go out together, as issue 12 defines the scenario).
 const TWINS_APART = (process.env.BENCH_TWINS_APART ?? "").trim() === "1";
+// BENCH_COLD_CONNECTIONS=1: each phase opens its HTTP connections inside its timed window (see openConnections).
+const COLD_CONNECTIONS = (process.env.BENCH_COLD_CONNECTIONS ?? "").trim() === "1";
 /** The hot product's stock as a share of its orders: below 1, the sale sells out and some buyers are refused. */
 const HOT_STOCK_SHARE = 0.8;
 const AMOUNT = 2500;
@@ -293,6 +295,7 @@ async function deliverAll({ label, fn, bodies, concurrency, budgetMs, onDispatch
     return agent;
   };
   for (const s of cluster.servers) s.inflightOps = new Set();
+  if (!COLD_CONNECTIONS) await openConnections(agentFor, fn, concurrency);
   const counters = await phaseCounters("servers", fn);
   const load = await runLoad({
     label,
@@ -322,6 +325,22 @@ async function deliverAll({ label, fn, bodies, concurrency, budgetMs, onDispatch
   const stats = await counters.end(load.completed);
   for (const agent of agents.values()) agent.destroy();
   return { load, stats };
+}
+
+/**
+ * Opens the phase's keep-alive connections before it is timed: `concurrency` unsigned POSTs to each live
+ * server at once, as many as the phase can have in flight there (each is answered 400 without touching Firestore),
+ * then the servers' per-phase answers are reset so that the phase counts only its own. Opened inside
+ * the phase, a burst of new loopback connections stalled some requests 0.2-1 s before the server saw
+ * them (docs/performance.md, tenth round); behind a load balancer, which keeps its connections to an
+ * instance open, a delivery does not pay for one. BENCH_COLD_CONNECTIONS=1 keeps the old way.
+ */
+async function openConnections(agentFor, fn, concurrency) {
+  const live = cluster.liveServers();
+  const answers = await Promise.all(live.flatMap((server) => Array.from({ length: concurrency }, () => post(agentFor(server), server.ready.ports[fn], "{}", {}, OP_TIMEOUT_MS))));
+  const unexpected = answers.filter((a) => a.status !== 400).length;
+  if (unexpected > 0) log(`  ${unexpected} of ${answers.length} connection-opening requests to ${fn} were not answered 400`);
+  await cluster.stats("servers", fn, { reset: true });
 }
 
 /** Reservations with the trigger's code on `workers` (round-robin); returns the load and each order's outcome. */
@@ -876,6 +895,7 @@ async function main() {
       events_per_scenario: N,
       twins_orders: TWINS_ORDERS,
       twins_apart: TWINS_APART,
+      cold_connections: COLD_CONNECTIONS,
       phase_budget_s: PHASE_BUDGET_MS / 1000,
       total_budget_s: TOTAL_BUDGET_MS / 1000,
       hot_sku_stock_shards: HOT_SHARDS,
