@@ -760,7 +760,6 @@ async function scenarioCrash() {
   // Stripe redelivers each unacknowledged event later, with growing delays; compressed here.
   let stats = first.stats;
   // The time spent opening connections before each pass is not the crash's (see openConnections).
-  let openingMs = first.openMs;
   let redeliveryOpeningMs = 0;
   let rounds = 0;
   let redeliveries = 0;
@@ -780,7 +779,6 @@ async function scenarioCrash() {
       if (r.ok && r.bodyStatus === "duplicate" && !attempts[pending[j]].slice(0, -1).some((p) => p.ok)) appliedBeforeCrash++;
     });
     stats = mergeCounters(stats, again.stats);
-    openingMs += again.openMs;
     redeliveryOpeningMs += again.openMs;
   }
   const ended = performance.now();
@@ -790,7 +788,9 @@ async function scenarioCrash() {
   const payments = new Map(orders.map((o, i) => [o.orderId, [events[i].id]]));
   const invariants = await checkInvariants(db, { tag, initialStock, reservations: setup.outcomes, payments, allAcknowledged: true, events: outcomes });
   const okEvents = N - stillUnacknowledged;
+  const openingMs = first.openMs + redeliveryOpeningMs;
   const elapsedMs = ended - started - openingMs;
+  const recoverMs = killedAt === null || stillUnacknowledged > 0 ? null : ended - killedAt - redeliveryOpeningMs;
   const summary = { ...first.load.summary, throughput_per_s: round((okEvents / elapsedMs) * 1000, 2) };
   record(name, {
     load: first.load,
@@ -809,12 +809,12 @@ async function scenarioCrash() {
       redelivered: redeliveries,
       redelivery_rounds: rounds,
       still_unacknowledged: stillUnacknowledged,
-      recover_s: killedAt === null ? null : stillUnacknowledged > 0 ? null : round((ended - killedAt - redeliveryOpeningMs) / 1000, 2),
+      recover_s: recoverMs === null ? null : round(recoverMs / 1000, 2),
       connections_opening_ms: round(openingMs, 1),
       definitions: "latency: first pass; ok/s: events acknowledged / (first pass + redelivery) wall time, without the time spent opening connections before each pass; recover_s likewise; answers: every delivery, redeliveries included",
     },
   });
-  log(`  [${name}] ${lostInFlight} lost in flight, ${firstPassUnacknowledged} unacknowledged after the first pass (${appliedBeforeCrash} of them had applied), ${redeliveries} redeliveries in ${rounds} round(s), ${stillUnacknowledged} never acknowledged; recovered ${killedAt === null ? "n/a" : `${((ended - killedAt - redeliveryOpeningMs) / 1000).toFixed(1)} s`} after the kill`);
+  log(`  [${name}] ${lostInFlight} lost in flight, ${firstPassUnacknowledged} unacknowledged after the first pass (${appliedBeforeCrash} of them had applied), ${redeliveries} redeliveries in ${rounds} round(s), ${stillUnacknowledged} never acknowledged; recovered ${recoverMs === null ? "n/a" : `${(recoverMs / 1000).toFixed(1)} s`} after the kill`);
 }
 
 // ---------------------------------------------------------------------------------------------
