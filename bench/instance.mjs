@@ -10,6 +10,8 @@
 //   BENCH_GROUP_COMMIT=off  LocalLocks built with the group commit disabled (every transaction runs alone)
 //   BENCH_LOCAL_LOCKS=off   LocalLocks built with localKeys: false (keys always free, coalesce never shares)
 //   BENCH_RESERVATION_BATCH=off  ReservationBatches with maxOrders 1 (every new order its own transaction, concurrently)
+//   BENCH_LEAVE_REQUEST_DOMAIN=off  the transaction layer starts its Firestore calls inside the runtime's
+//                           per-request domain instead of outside it (functions/src/concurrency/requestDomain.ts)
 
 import fs from "node:fs";
 import path from "node:path";
@@ -22,7 +24,12 @@ export function knobsFromEnv(env = process.env) {
     if (raw === "off") return "off";
     throw new Error(`${name}=${env[name]} must be "on" or "off"`);
   };
-  return { group_commit: flag("BENCH_GROUP_COMMIT"), local_locks: flag("BENCH_LOCAL_LOCKS"), reservation_batch: flag("BENCH_RESERVATION_BATCH") };
+  return {
+    group_commit: flag("BENCH_GROUP_COMMIT"),
+    local_locks: flag("BENCH_LOCAL_LOCKS"),
+    reservation_batch: flag("BENCH_RESERVATION_BATCH"),
+    leave_request_domain: flag("BENCH_LEAVE_REQUEST_DOMAIN"),
+  };
 }
 
 function libExists(relative) {
@@ -145,6 +152,14 @@ export function buildInstance(appName) {
   const groupFailures = {};
   const localLocks = requireLib("concurrency/localLocks.js");
   const defaults = libExists("concurrency/groupCommit.js") ? requireLib("concurrency/groupCommit.js").DEFAULT_GROUP_COMMIT : undefined;
+  // Knob off: the same optimistic options, with the calls started in place (inside the request's domain).
+  let optimistic = defaults?.optimistic;
+  if (knobs.leave_request_domain === "off") {
+    if (libExists("concurrency/requestDomain.js") && optimistic) optimistic = { ...optimistic, startCall: requireLib("concurrency/requestDomain.js").inPlace };
+    else applied.leave_request_domain = "absent";
+  } else if (!libExists("concurrency/requestDomain.js")) {
+    applied.leave_request_domain = "absent";
+  }
   let real;
   if (defaults && typeof defaults === "object") {
     // As runtime.ts builds it, with the failure hook counting instead of logging.
@@ -153,7 +168,7 @@ export function buildInstance(appName) {
       groupFailures[k] = (groupFailures[k] ?? 0) + 1;
     };
     const slots = process.env.BENCH_GC_MAX_IN_FLIGHT ? { maxInFlight: Number(process.env.BENCH_GC_MAX_IN_FLIGHT) } : {};
-    real = new localLocks.LocalLocks({ ...defaults, ...slots, onGroupFailure, ...(knobs.group_commit === "off" ? { enabled: false } : {}) }, { localKeys: knobs.local_locks !== "off" });
+    real = new localLocks.LocalLocks({ ...defaults, optimistic, ...slots, onGroupFailure, ...(knobs.group_commit === "off" ? { enabled: false } : {}) }, { localKeys: knobs.local_locks !== "off" });
   } else {
     // No group commit in this build: "off" is what runs anyway.
     real = new localLocks.LocalLocks(undefined, { localKeys: knobs.local_locks !== "off" });
@@ -164,7 +179,11 @@ export function buildInstance(appName) {
   let batches = null;
   if (libExists("inventory/reservationBatch.js")) {
     const { ReservationBatches, DEFAULT_RESERVATION_BATCH } = requireLib("inventory/reservationBatch.js");
-    batches = new ReservationBatches(db, () => new Date(), { ...DEFAULT_RESERVATION_BATCH, ...(knobs.reservation_batch === "off" ? { maxOrders: 1 } : {}) });
+    batches = new ReservationBatches(db, () => new Date(), {
+      ...DEFAULT_RESERVATION_BATCH,
+      ...(optimistic ? { optimistic: { ...DEFAULT_RESERVATION_BATCH.optimistic, startCall: optimistic.startCall } } : {}),
+      ...(knobs.reservation_batch === "off" ? { maxOrders: 1 } : {}),
+    });
   } else {
     applied.reservation_batch = "absent";
   }

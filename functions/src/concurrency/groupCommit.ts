@@ -12,6 +12,7 @@ import {
   type Reader,
   type TransactionBody,
 } from "./optimistic";
+import type { StartCall } from "./requestDomain";
 
 export type { TransactionBody, TransactionLike } from "./optimistic";
 
@@ -239,7 +240,7 @@ export class GroupCommit {
   private async decideStaleAgain(accepted: readonly Accepted[]): Promise<(Selection & { stale: number }) | null> {
     const refs = new Map<string, DocumentReference>();
     for (const { view } of accepted) for (const ref of [...view.readRefs(), ...view.createdRefs(), ...view.existenceGuards()]) if (!refs.has(ref.path)) refs.set(ref.path, ref);
-    const snapshots = refs.size === 0 ? [] : await this.db.getAll(...refs.values());
+    const snapshots = refs.size === 0 ? [] : await this.options.optimistic.startCall(() => this.db.getAll(...refs.values()));
     const now = new Map(snapshots.map((snapshot) => [snapshot.ref.path, snapshot]));
     const version = (path: string) => now.get(path)?.updateTime ?? null;
     // A document it creates exists now, or one it updates with `{ exists: true }` is gone (as far as this read saw).
@@ -260,7 +261,7 @@ export class GroupCommit {
 
   /** Runs every body on shared read rounds (a read `served` already answers costs none); records each outcome. */
   private async runBodies(members: Member[], served?: ReadonlyMap<string, DocumentSnapshot>): Promise<OptimisticTransaction[]> {
-    const reads = new ReadRounds(this.db, members.length, this.options.readRoundMs, this.stats);
+    const reads = new ReadRounds(this.db, members.length, this.options.readRoundMs, this.options.optimistic.startCall, this.stats);
     const views = members.map(() => new OptimisticTransaction(servedFirst(served, reads.readerFor()), this.db.batch()));
     await Promise.all(
       members.map(async (member, i) => {
@@ -321,7 +322,7 @@ export class GroupCommit {
       view.applyTo(batch);
       writes += view.writeCount;
     }
-    if (writes > 0) await batch.commit();
+    if (writes > 0) await this.options.optimistic.startCall(() => batch.commit());
   }
 
   /** Runs the member alone and settles it; with `oneAttempt`, a lost race leaves it unsettled (false: it runs again). */
@@ -406,6 +407,7 @@ class ReadRounds {
     private readonly db: Firestore,
     private live: number,
     private readonly roundMs: number,
+    private readonly startCall: StartCall,
     private readonly stats: { rounds: number; timedRounds: number },
   ) {}
 
@@ -438,7 +440,7 @@ class ReadRounds {
     this.block(member);
     this.maybeFlush();
     try {
-      return await query.get();
+      return await this.startCall(() => query.get());
     } catch (error) {
       this.failure ??= { error };
       throw error;
@@ -475,7 +477,7 @@ class ReadRounds {
     if (round.length === 0) return;
     this.stats.rounds++;
     // Through a promise: should getAll throw synchronously, the round's members get the error instead of waiting forever.
-    Promise.resolve(round.flatMap((r) => r.refs)).then((refs) => this.db.getAll(...refs)).then(
+    Promise.resolve(round.flatMap((r) => r.refs)).then((refs) => this.startCall(() => this.db.getAll(...refs))).then(
       (snapshots) => {
         // Unblock all first: the members resume after this loop, and their next reads gather again.
         for (const r of round) this.unblock(r.reader);

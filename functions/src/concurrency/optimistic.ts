@@ -1,5 +1,6 @@
 import { DocumentReference, type DocumentData, type DocumentSnapshot, type Firestore, type Precondition, type Query, type QuerySnapshot, type Timestamp, type UpdateData, type WithFieldValue, type WriteBatch } from "firebase-admin/firestore";
 import { GRPC_ALREADY_EXISTS, GRPC_FAILED_PRECONDITION, grpcCodeOf } from "../errors";
+import { outsideRequestDomain, type StartCall } from "./requestDomain";
 
 /**
  * The part of a Firestore `Transaction` that the webhook and reservation transactions use. A real
@@ -23,10 +24,10 @@ export interface Reader {
   query<A, D extends DocumentData>(query: Query<A, D>): Promise<QuerySnapshot<A, D>>;
 }
 
-export function directReader(db: Firestore): Reader {
+export function directReader(db: Firestore, startCall: StartCall = outsideRequestDomain): Reader {
   return {
-    getAll: (refs) => db.getAll(...refs),
-    query: (query) => query.get(),
+    getAll: (refs) => startCall(() => db.getAll(...refs)),
+    query: (query) => startCall(() => query.get()),
   };
 }
 
@@ -233,9 +234,11 @@ export interface OptimisticOptions {
   maxAttempts: number;
   /** The wait before a run after a conflict is jittered up to this times the attempt number. */
   backoffMs: number;
+  /** How the reads and commits start: outside the runtime's per-request domain (requestDomain.ts), or in place. */
+  startCall: StartCall;
 }
 
-export const DEFAULT_OPTIMISTIC: OptimisticOptions = { maxAttempts: 10, backoffMs: 10 };
+export const DEFAULT_OPTIMISTIC: OptimisticOptions = { maxAttempts: 10, backoffMs: 10, startCall: outsideRequestDomain };
 
 /** Statistics of optimistic runs: for the bench and the tests. */
 export interface OptimisticStats {
@@ -248,13 +251,13 @@ export async function runOptimistic<T>(db: Firestore, body: TransactionBody<T>, 
   for (let attempt = 1; ; attempt++) {
     let conflict: unknown;
     try {
-      const tx = new OptimisticTransaction(directReader(db), db.batch());
+      const tx = new OptimisticTransaction(directReader(db, options.startCall), db.batch());
       const value = await body(tx);
       if (tx.writeCount === 0) return value;
       const batch = db.batch();
       tx.applyTo(batch);
       try {
-        await batch.commit();
+        await options.startCall(() => batch.commit());
       } catch (error) {
         // Only the commit's FAILED_PRECONDITION / ALREADY_EXISTS / ABORTED / NOT_FOUND mean a lost race:
         // the same codes from a read (a query without its index, say) are the body's own failure.

@@ -263,14 +263,14 @@ export class ReservationBatches {
   private async run(ids: readonly string[], settled: Map<string, Settlement>): Promise<void> {
     let served: Map<string, DocumentSnapshot> | undefined;
     for (let attempt = 1; ; attempt++) {
-      const tx = new OptimisticTransaction(servedFirst(served, directReader(this.db)), this.db.batch());
+      const tx = new OptimisticTransaction(servedFirst(served, directReader(this.db, this.options.optimistic.startCall)), this.db.batch());
       let failure: unknown;
       try {
         const { outcomes, left } = await this.reserveAll(tx, ids);
         if (tx.writeCount > 0) {
           const batch = this.db.batch();
           tx.applyTo(batch);
-          await batch.commit();
+          await this.options.optimistic.startCall(() => batch.commit());
           this.stats.commits++;
         }
         for (const { sku, shard, available } of left) this.views.get(sku)?.available.set(shard, available);
@@ -295,7 +295,7 @@ export class ReservationBatches {
       }
       if (conflict && attempt <= MAX_REDECISIONS) {
         // Everything the run read, again, in one call: the run decides again on it without a round trip of its own.
-        const fresh = await this.db.getAll(...tx.readRefs());
+        const fresh = await this.options.optimistic.startCall(() => this.db.getAll(...tx.readRefs()));
         const now = new Map(fresh.map((snapshot) => [snapshot.ref.path, snapshot]));
         // Nothing it was guarded on moved (a document it creates appeared, say): deciding again would not help.
         if (tx.guards().some((g) => !sameVersion(g.updateTime, now.get(g.ref.path)?.updateTime ?? null))) {
