@@ -59,6 +59,28 @@ export function productFromData(sku: string, data: Record<string, unknown>): Pro
   };
 }
 
+/** The stored counts a movement writes as values rather than increments (see countsToRewrite). */
+export interface CountsToRewrite {
+  stock?: number;
+  reserved?: number;
+}
+
+/**
+ * Which of `stock` and `reserved` are stored as something Firestore's increment does not add to, each
+ * with the count productFromData reads from it: a string or a fraction an operator typed in the console.
+ * An increment replaces such a value with the increment itself (a `"10"` in stock less 2 would store -2),
+ * so a movement writes these fields as numbers, under the version it read. A missing field needs no
+ * rewrite: an increment of it starts from 0, as the count read does.
+ */
+export function countsToRewrite(data: Record<string, unknown>): CountsToRewrite {
+  const rewrite: CountsToRewrite = {};
+  for (const field of ["stock", "reserved"] as const) {
+    const value = data[field];
+    if (value !== undefined && value !== null && !Number.isSafeInteger(value)) rewrite[field] = toCount(value);
+  }
+  return rewrite;
+}
+
 /** Price and currency only when both are usable; a lone or malformed one means "no price". "USD" typed in the console is "usd". */
 function priceFromData(data: Record<string, unknown>): { price?: number; currency?: string } {
   const { price, currency } = data;

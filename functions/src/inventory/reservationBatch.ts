@@ -1,6 +1,6 @@
 import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
 import { orderRef, quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
-import { productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
+import { countsToRewrite, productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
 import { toCount } from "../collections/firestoreValues";
 import { DEFAULT_OPTIMISTIC, directReader, isConflict, OptimisticTransaction, ReadConflict, sameVersion, servedFirst, type OptimisticOptions, type TransactionLike } from "../concurrency/optimistic";
 import { grpcCodeOf } from "../errors";
@@ -52,6 +52,8 @@ export interface StockSlot {
   available: number;
   /** Units the batch reserves in it. */
   taken: number;
+  /** A plain product's `reserved` stored as text or a fraction, as read: written as a value (products.ts, countsToRewrite). */
+  reservedAsRead?: number;
 }
 
 /** What the batch decided for one order: its decision and, for each sharded line, the shards holding its units. */
@@ -346,7 +348,7 @@ export class ReservationBatches {
       for (const slot of list) {
         if (slot.kind === "shard") left.push({ sku, shard: slot.shard, available: slot.available - slot.taken });
         if (slot.taken === 0) continue;
-        const update: Record<string, FieldValue> = { reserved: FieldValue.increment(slot.taken) };
+        const update: Record<string, FieldValue | number> = { reserved: slot.reservedAsRead === undefined ? FieldValue.increment(slot.taken) : slot.reservedAsRead + slot.taken };
         if (slot.kind === "product") update.reservedSynced = FieldValue.increment(slot.taken);
         tx.update(slot.ref, update);
       }
@@ -373,7 +375,10 @@ export class ReservationBatches {
       const product = snapshot.data();
       if (product === undefined) continue;
       if (product.shards > 1) sharded.push(product);
-      else slots.set(product.sku, [{ ref: snapshot.ref, kind: "product", shard: 0, available: Math.max(0, product.stock - product.reserved), taken: 0 }]);
+      else {
+        const { reserved: reservedAsRead } = countsToRewrite({ reserved: snapshot.get("reserved") });
+        slots.set(product.sku, [{ ref: snapshot.ref, kind: "product", shard: 0, available: Math.max(0, product.stock - product.reserved), taken: 0, ...(reservedAsRead === undefined ? {} : { reservedAsRead }) }]);
+      }
     }
     if (sharded.length === 0) return slots;
     const first = sharded.map((product) => ({ product, shards: preferredShards(this.view(product), demand.get(product.sku) ?? 0) }));

@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { createHash } from "node:crypto";
 import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore } from "firebase-admin/firestore";
-import { productFromData, productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
+import { countsToRewrite, productFromData, productRef, stockShardRef, type CountsToRewrite, type Product, type StockLevel } from "../collections/products";
 import type { StockChange } from "../domain/orderMachine";
 import { toCount } from "../collections/firestoreValues";
 import { quantitiesBySku, type Order, type ShardHolding } from "../collections/orders";
@@ -35,6 +35,8 @@ export interface StockTarget {
    * race to another movement of the same product.
    */
   versionFree?: boolean;
+  /** A plain product's counts stored as text or fractions, as read: written as values (products.ts, countsToRewrite). */
+  rewrite?: CountsToRewrite;
 }
 
 export interface StockRequest {
@@ -123,10 +125,10 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
     const snapshots = (await tx.getAll(...refs)).slice(0, toRead.length);
     for (const snapshot of snapshots) {
       const data = snapshot.data();
-      const product = data === undefined ? undefined : productFromData(snapshot.id, data);
       // A product that does not exist gets no level and no target: the decision refuses or skips its line
       // (a held one goes to review).
-      if (product === undefined) continue;
+      if (data === undefined) continue;
+      const product = productFromData(snapshot.id, data);
       counts.set(product.sku, product.shards);
       if (product.shards > 1) {
         // A reservation is never held on the product document of a sharded product (configureStockShards
@@ -134,9 +136,12 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
         if (request.reserved === true) throw new Error(`products/${product.sku} is split into shards, yet order ${request.key} holds its reservation on the product document`);
         continue;
       }
-      const versionFree = request.reserved === true && heldVersionFree(product);
+      // Counts to rewrite are written as values, which only the version read can guard.
+      const rewrite = countsToRewrite(data);
+      const rewrites = Object.keys(rewrite).length > 0;
+      const versionFree = !rewrites && request.reserved === true && heldVersionFree(product);
       if (!versionFree) keyed.push(product.sku);
-      plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, kind: "product", versionFree }]);
+      plan.targets.set(product.sku, [{ ref: snapshot.ref, units: request.quantities.get(product.sku) ?? 0, kind: "product", versionFree, ...(rewrites ? { rewrite } : {}) }]);
       plan.levels.set(product.sku, { stock: product.stock, reserved: product.reserved });
     }
     scope.require(...keyed.map(lockKeys.product));
@@ -371,6 +376,8 @@ function sumLevels(levels: readonly StockLevel[]): StockLevel {
  * zero. A line split over several shards moves each shard's own share.
  */
 export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes: readonly StockChange[]): void {
+  // The values written so far to counts that are rewritten, should two changes move one document.
+  const rewritten = new Map<StockTarget, CountsToRewrite>();
   for (const change of changes) {
     const targets = plan.targets.get(change.sku);
     if (targets === undefined) throw new Error(`No stock location planned for ${change.sku}`);
@@ -379,9 +386,17 @@ export function writeStockChanges(tx: TransactionLike, plan: StockPlan, changes:
     const stockShares = shares(change.stock, targets);
     const reservedShares = shares(change.reserved, targets);
     targets.forEach((target, i) => {
-      const update: Record<string, FieldValue> = {};
-      if (stockShares[i] !== 0) update.stock = FieldValue.increment(stockShares[i]);
-      if (reservedShares[i] !== 0) update.reserved = FieldValue.increment(reservedShares[i]);
+      const update: Record<string, FieldValue | number> = {};
+      const values = target.rewrite === undefined ? undefined : (rewritten.get(target) ?? { ...target.rewrite });
+      if (values !== undefined) rewritten.set(target, values);
+      const move = (field: "stock" | "reserved", delta: number) => {
+        const value = values?.[field];
+        if (values === undefined || value === undefined) return FieldValue.increment(delta);
+        values[field] = value + delta;
+        return values[field];
+      };
+      if (stockShares[i] !== 0) update.stock = move("stock", stockShares[i]);
+      if (reservedShares[i] !== 0) update.reserved = move("reserved", reservedShares[i]);
       if (reservedShares[i] !== 0 && target.kind === "product") update.reservedSynced = FieldValue.increment(reservedShares[i]);
       if (Object.keys(update).length === 0) return;
       tx.update(target.ref, update, ...(target.versionFree === true ? [{ exists: true }] : []));

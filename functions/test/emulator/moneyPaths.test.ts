@@ -171,6 +171,12 @@ async function leftPending(orderId: string): Promise<Record<string, unknown>> {
   }, 20_000);
 }
 
+/** A product's counts as stored, types included (productData reads them as numbers). */
+async function storedCounts(sku: string): Promise<{ stock: unknown; reserved: unknown }> {
+  const data = (await db().collection("products").doc(sku).get()).data();
+  return { stock: data?.stock, reserved: data?.reserved };
+}
+
 async function adminAlerts(eventId: string): Promise<number> {
   return (await notificationsWhere("eventId", eventId, "admin_alert")).length;
 }
@@ -218,6 +224,25 @@ describe("money paths through HTTP on the emulators (issue 10)", () => {
       expect(order.reviewReason).to.be.a("string").and.include(sku);
       expect(await productData(sku)).to.deep.equal({ stock: 1, reserved: 0 });
       expect(await adminAlerts(paid.id)).to.equal(1);
+    });
+
+    money("stock an operator typed as text: the payment of a reservation writes the number it read less the sale, not the increment alone", async (t) => {
+      const { sku, orderId, amount } = await t.reserved(10, 2);
+      // Typed in the console as a string: Firestore's increment would replace it with -2.
+      await db().collection("products").doc(sku).update({ stock: "10" });
+      await t.expectResult(succeeded(orderId, amount), "finalized");
+      expect(await storedCounts(sku)).to.deep.equal({ stock: 8, reserved: 0 });
+    });
+
+    money("reserved an operator retyped as text: the next reservation adds to it, and both reservations are consumed from it", async (t) => {
+      const { sku, orderId: first, amount } = await t.reserved(10, 3);
+      await db().collection("products").doc(sku).update({ reserved: "3" });
+      const second = await t.order({ items: [{ sku, qty: 2 }], amount: 1500 });
+      await waitForOrderStatus(second, "reserved");
+      expect(await storedCounts(sku)).to.deep.equal({ stock: 10, reserved: 5 });
+      await t.expectResult(succeeded(first, amount), "finalized");
+      await t.expectResult(succeeded(second, 1500), "finalized");
+      expect(await storedCounts(sku)).to.deep.equal({ stock: 5, reserved: 0 });
     });
 
     money("reserved → needs_review when the operator deleted the product: nothing is recreated, an admin is alerted", async (t) => {

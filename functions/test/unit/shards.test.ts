@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { distributeStockDelta } from "../../src/inventory/shards";
-import type { DocumentReference } from "firebase-admin/firestore";
+import { FieldValue, type DocumentReference } from "firebase-admin/firestore";
+import { countsToRewrite, type CountsToRewrite } from "../../src/collections/products";
 import type { TransactionLike } from "../../src/concurrency/optimistic";
 import { startShard, writeStockChanges, type StockPlan } from "../../src/inventory/stock";
 
@@ -49,5 +50,46 @@ describe("writeStockChanges (a change never lost for want of a shard)", () => {
   it("refuses a change planned on no shard, and one larger than the shards it is split over hold", () => {
     expect(() => writeStockChanges(tx, plan([]), [{ sku: "hot", stock: -1, reserved: -1 }])).to.throw(/No stock shard planned/);
     expect(() => writeStockChanges(tx, plan([1, 1]), [{ sku: "hot", stock: 0, reserved: -3 }])).to.throw(/more than its shards hold/);
+  });
+});
+
+describe("writeStockChanges on counts an operator typed as text or fractions (products.ts, countsToRewrite)", () => {
+  const ref = {} as DocumentReference;
+  /** A transaction that records the updates it is given. */
+  function recorder(): { tx: TransactionLike; updates: Array<{ data: Record<string, unknown>; precondition: unknown }> } {
+    const updates: Array<{ data: Record<string, unknown>; precondition: unknown }> = [];
+    const tx = { update: (_ref: unknown, data: Record<string, unknown>, precondition?: unknown) => updates.push({ data, precondition }) } as unknown as TransactionLike;
+    return { tx, updates };
+  }
+  const productPlan = (rewrite?: CountsToRewrite): StockPlan => ({
+    levels: new Map(),
+    shards: {},
+    targets: new Map([["plain", [{ ref, units: 0, kind: "product" as const, versionFree: false, ...(rewrite ? { rewrite } : {}) }]]]),
+  });
+
+  it("reads as counts the stored values an increment would replace, and leaves alone integers and missing fields", () => {
+    expect(countsToRewrite({ stock: "10", reserved: 2 })).to.deep.equal({ stock: 10 });
+    expect(countsToRewrite({ stock: 10.5, reserved: "3" })).to.deep.equal({ stock: 10, reserved: 3 });
+    expect(countsToRewrite({ stock: "lots" })).to.deep.equal({ stock: 0 });
+    expect(countsToRewrite({ stock: 10, reserved: 0 })).to.deep.equal({});
+    expect(countsToRewrite({ stock: -1, reserved: null })).to.deep.equal({});
+    expect(countsToRewrite({})).to.deep.equal({});
+  });
+
+  it("writes a rewritten count as its value, the others as increments, and carries the value across two changes", () => {
+    const { tx, updates } = recorder();
+    writeStockChanges(tx, productPlan({ stock: 10 }), [
+      { sku: "plain", stock: -2, reserved: -2 },
+      { sku: "plain", stock: -1, reserved: 0 },
+    ]);
+    expect(updates.map((u) => u.data.stock)).to.deep.equal([8, 7]);
+    expect(updates[0].data.reserved).to.deep.equal(FieldValue.increment(-2));
+    expect(updates.map((u) => u.precondition)).to.deep.equal([undefined, undefined]);
+  });
+
+  it("writes increments when nothing is to be rewritten", () => {
+    const { tx, updates } = recorder();
+    writeStockChanges(tx, productPlan(), [{ sku: "plain", stock: -2, reserved: -2 }]);
+    expect(updates[0].data.stock).to.deep.equal(FieldValue.increment(-2));
   });
 });
