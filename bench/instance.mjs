@@ -11,7 +11,8 @@
 //   BENCH_LOCAL_LOCKS=off   LocalLocks built with localKeys: false (keys always free, coalesce never shares)
 //   BENCH_RESERVATION_BATCH=off  ReservationBatches with maxOrders 1 (every new order its own transaction, concurrently)
 //   BENCH_LEAVE_REQUEST_DOMAIN=off  the transaction layer starts its Firestore calls inside the runtime's
-//                           per-request domain instead of outside it (functions/src/concurrency/requestDomain.ts)
+//                           per-request domain instead of outside it (functions/src/concurrency/requestDomain.ts);
+//                           it changes nothing in the reservation workers, which run outside any domain
 
 import fs from "node:fs";
 import path from "node:path";

@@ -66,11 +66,12 @@ export interface CountsToRewrite {
 }
 
 /**
- * Which of `stock` and `reserved` are stored as something Firestore's increment does not add to, each
- * with the count productFromData reads from it: a string or a fraction an operator typed in the console.
- * An increment replaces such a value with the increment itself (a `"10"` in stock less 2 would store -2),
- * so a movement writes these fields as numbers, under the version it read. A missing field needs no
- * rewrite: an increment of it starts from 0, as the count read does.
+ * Which of `stock` and `reserved` are not stored as the whole number productFromData reads from them,
+ * each with that number: a string or a fraction an operator typed in the console. Firestore's increment
+ * replaces a value that is not a number with the increment itself (a `"10"` in stock less 2 would store
+ * -2), and adds to a fraction a whole number the decisions never saw (10.5 less 2 stores 8.5, read as
+ * 8). So a movement writes these fields as whole numbers, under the version it read. A missing field
+ * needs no rewrite: an increment of it starts from 0, as the count read does.
  */
 export function countsToRewrite(data: Record<string, unknown>): CountsToRewrite {
   const rewrite: CountsToRewrite = {};

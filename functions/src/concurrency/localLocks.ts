@@ -52,7 +52,8 @@ export class LocalLocks {
 
   /** @internal See LockScope.sharedRead: joins a read of `key` in flight that started after `notBefore`. */
   sharedRead<T>(key: string, read: () => Promise<T>, notBefore: number): Promise<T> {
-    return this.share(`read:${key}`, read, notBefore).promise;
+    // The instance's read, shared by its requests: started where the transaction layer starts its calls.
+    return this.share(`read:${key}`, () => this.groupCommit.optimistic.startCall(read), notBefore).promise;
   }
 
   /** Joins the flight of `key` if one started after `notBefore`, else starts `work` as the new one. */

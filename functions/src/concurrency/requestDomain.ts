@@ -18,17 +18,20 @@ interface ActiveDomain {
  *
  * Why: functions-framework, the runtime of v2 functions in production and in the bench, runs every
  * request inside a Node `domain`, so that an exception thrown later by anything the request started is
- * answered on that request. A domain follows every promise and tick created while it is active, and
- * pays hooks for each. The Firestore client's gRPC stream creates about 25 of them for every document
- * it reads, so a payment that reads five documents made three quarters of its async resources inside
- * the Firestore client. Started outside the domain, those carry none. Measured in the bench at K = 3
+ * answered on that request. Every promise and tick created while a domain is active is paired with it:
+ * the domain is recorded on it, a destroy hook registered, and the domain entered and exited around each
+ * of its callbacks. The Firestore client's gRPC stream creates about 23 of them for every document it
+ * reads, so a payment that reads five documents made 70 % of its async resources inside the client.
+ * Started outside the domain, the call's own resources are not paired. Measured in the bench at K = 3
  * (docs/performance.md, eleventh round): the function servers' CPU per payment fell by about an eighth.
  *
  * What it changes: an exception thrown asynchronously inside the client (not a rejected call, which
- * still rejects in the caller) reaches the process's `uncaughtException` handler (functions-framework
- * answers 500 and restarts the instance) instead of being answered on the request that started the
- * call. In a group commit that request is only the group's leader, so neither is more precise.
- * Outside a domain (tests, emulator triggers, a runtime without domains) `call` simply runs.
+ * still rejects in the caller) reaches the process's `uncaughtException` handler instead of the domain of
+ * the request that started the call: functions-framework then answers its latest request 500 and exits,
+ * so the instance restarts and Stripe redelivers what was in flight (the bench's crash scenario). Before,
+ * that request alone was answered 500 (in a group commit, only its leader, whatever member the call was
+ * for) and the instance went on with the client in whatever state the exception left it.
+ * Outside a domain (tests, the bench's reservation workers, a runtime without domains) `call` simply runs.
  */
 export const outsideRequestDomain: StartCall = (call) => {
   const active = (process as NodeJS.Process & { domain?: ActiveDomain | null }).domain;

@@ -223,7 +223,7 @@ describe("one instance under concurrent load", () => {
   });
 
   /** Two orders holding a unit each of a product with 2 in stock; the operator then edits the product; both are paid at once. */
-  async function payTwoHeldAfterEdit(edit: { stock: number; reserved?: number }): Promise<{ sku: string; orders: string[]; results: string[] }> {
+  async function payTwoHeldAfterEdit(edit: { stock: number | string; reserved?: number }): Promise<{ sku: string; orders: string[]; results: string[] }> {
     const sku = uniqueId("sku");
     await seedProduct(sku, 2);
     const orders = [uniqueId("order"), uniqueId("order")];
@@ -242,6 +242,17 @@ describe("one instance under concurrent load", () => {
     expect(results).to.deep.equal(["finalized", "needs_review"]);
     expect(await productData(sku)).to.include({ stock: 0, reserved: 0 });
     expect(await statusesOf(orders)).to.deep.equal({ finalized: 1, needs_review: 1 });
+  });
+
+  it("pays at once two reservations of a product whose stock an operator typed as text: both sold, stock written back as the number 0", async () => {
+    // A count to rewrite is written as a value, so the payments are guarded by the version and take
+    // turns: as two unguarded writes in one batch, each would write 2 less its own unit.
+    const { sku, orders, results } = await payTwoHeldAfterEdit({ stock: "2" });
+
+    expect(results).to.deep.equal(["finalized", "finalized"]);
+    const stored = (await db().collection("products").doc(sku).get()).data();
+    expect({ stock: stored?.stock, reserved: stored?.reserved }).to.deep.equal({ stock: 0, reserved: 0 });
+    expect(await statusesOf(orders)).to.deep.equal({ finalized: 2 });
   });
 
   it("sends a lone payment to review when its product is deleted between the read and the commit", async () => {
