@@ -23,7 +23,7 @@ interface ActiveDomain {
  * of its callbacks. The Firestore client's gRPC stream creates about 23 of them for every document it
  * reads, so a payment that reads five documents made 70 % of its async resources inside the client.
  * Started outside the domain, the call's own resources are not paired. Measured in the bench at K = 3
- * (docs/performance.md, eleventh round): the function servers' CPU per payment fell by about an eighth.
+ * (docs/performance.md, eleventh round): the function servers' CPU per payment fell by 6–10 %.
  *
  * What it changes: an exception thrown asynchronously inside the client (not a rejected call, which
  * still rejects in the caller) reaches the process's `uncaughtException` handler instead of the domain of
