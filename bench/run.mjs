@@ -27,7 +27,8 @@
 // BENCH_PHASE_BUDGET_S (120: a phase stops sending after this), BENCH_OP_TIMEOUT_S (45: one request /
 // reservation), BENCH_TOTAL_BUDGET_S (60 + 200 per instance count: the whole run, shared fairly between the
 // instance counts), BENCH_CRASH_RETRIES (6), BENCH_CRASH_BACKOFF_MS (500, doubling, at most 8 s);
-// BENCH_GROUP_COMMIT=off and BENCH_LOCAL_LOCKS=off reach the instances (bench/instance.mjs).
+// BENCH_GROUP_COMMIT=off, BENCH_LOCAL_LOCKS=off, BENCH_RESERVATION_BATCH=off and BENCH_LEAVE_REQUEST_DOMAIN=off
+// reach the instances (bench/instance.mjs).
 // It clears the emulator's database between scenarios, so it refuses to run unless
 // BENCH_OWNS_EMULATOR=1 (set by scripts/bench.mjs) or --clear-ok is given.
 
