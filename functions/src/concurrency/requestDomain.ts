@@ -5,7 +5,7 @@
  */
 export type StartCall = <T>(call: () => T) => T;
 
-/** The part of a Node `domain` this module uses (the `domain` module is deprecated; its objects are not). */
+/** The part of the active Node `domain` this module uses; `process.domain` is read without importing the deprecated `domain` module. */
 interface ActiveDomain {
   enter(): void;
   exit(): void;
