@@ -155,12 +155,8 @@ export function buildInstance(appName) {
   const defaults = libExists("concurrency/groupCommit.js") ? requireLib("concurrency/groupCommit.js").DEFAULT_GROUP_COMMIT : undefined;
   // Knob off: the same optimistic options, with the calls started in place (inside the request's domain).
   let optimistic = defaults?.optimistic;
-  if (knobs.leave_request_domain === "off") {
-    if (libExists("concurrency/requestDomain.js") && optimistic) optimistic = { ...optimistic, startCall: requireLib("concurrency/requestDomain.js").inPlace };
-    else applied.leave_request_domain = "absent";
-  } else if (!libExists("concurrency/requestDomain.js")) {
-    applied.leave_request_domain = "absent";
-  }
+  if (!optimistic || !libExists("concurrency/requestDomain.js")) applied.leave_request_domain = "absent";
+  else if (knobs.leave_request_domain === "off") optimistic = { ...optimistic, startCall: requireLib("concurrency/requestDomain.js").inPlace };
   let real;
   if (defaults && typeof defaults === "object") {
     // As runtime.ts builds it, with the failure hook counting instead of logging.
