@@ -140,6 +140,19 @@ export function ruleFor(command: CommandKind, status: OrderStatus): Rule | undef
   return TRANSITIONS[command][status];
 }
 
+/** The rules whose decisions look at stock levels; no other decision reads `stock`. */
+const STOCK_RULES: ReadonlySet<Rule> = new Set<Rule>(["fulfil", "cancel", "refund"]);
+
+/**
+ * Whether deciding `command` for an order in `status` can look at stock. When false, decide() returns
+ * the same decision whatever `stock` holds, so the caller need not read any: a payment's second event,
+ * once the first finalized the order, reads no product.
+ */
+export function needsStock(command: CommandKind, status: OrderStatus): boolean {
+  const rule = ruleFor(command, status);
+  return typeof rule === "string" && STOCK_RULES.has(rule);
+}
+
 export function decide(input: DecideInput): Decision {
   const { order, command } = input;
   const claim = claimMismatch(order, command);

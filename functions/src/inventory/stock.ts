@@ -73,6 +73,11 @@ export function startShard(key: string, sku: string, shards: number): number {
   return createHash("sha1").update(`${key}/${sku}`).digest().readUInt32BE(0) % shards;
 }
 
+/** The plan of a decision that looks at no stock (see needsStock): nothing read, nowhere to write. */
+export function noStock(): StockPlan {
+  return { levels: new Map(), targets: new Map(), shards: {} };
+}
+
 export interface PlanOptions {
   /**
    * A document this transaction already read (the order), read again in the same call as the product

@@ -5,9 +5,9 @@ import { orderFromData, orderRef, ordersByPaymentIntent, type Order, type OrderP
 import { webhookEventRef, type WebhookEventRecord, type WebhookEventStatus } from "../collections/webhookEvents";
 import type { EventMeta, OrderRef, Translation } from "../domain/commands";
 import { deadLetterRef } from "../collections/deadLetters";
-import { decide, type DecideOptions } from "../domain/orderMachine";
+import { decide, needsStock, type DecideOptions } from "../domain/orderMachine";
 import { DeferredError, GRPC_ALREADY_EXISTS, grpcCodeOf, TransientError } from "../errors";
-import { heldShards, planStock, stockRequestFor, writeStockChanges } from "../inventory/stock";
+import { heldShards, noStock, planStock, stockRequestFor, writeStockChanges } from "../inventory/stock";
 import type { TransactionLike } from "../concurrency/groupCommit";
 import { lockKeys, runTransactionWithLocks, type LocalLocks, type LockScope } from "../concurrency/localLocks";
 
@@ -103,7 +103,11 @@ export async function applyEvent(
         throw new DeferredError(`No order found for ${describe(translation.ref)}`, "order_not_found", refOrderId(translation.ref));
       }
       const now = deps.now();
-      const plan = await planStock(tx, db, stockRequestFor(order), scope, { readAgain: orderRef(db, order.id) });
+      // Most events decide without stock (the second event of a payment, a failure, a dispute): they
+      // read no product and finish on the first read.
+      const plan = needsStock(translation.command.kind, order.status)
+        ? await planStock(tx, db, stockRequestFor(order), scope, { readAgain: orderRef(db, order.id) })
+        : noStock();
       const decision = decide({ order, stock: plan.levels, command: translation.command, event: meta, now, options: deps.options });
       if (decision.kind === "defer") throw new DeferredError(decision.reason, "order_not_ready", order.id);
 

@@ -6,7 +6,7 @@ import { configureStockShards } from "../../src/inventory/shards";
 import { startShard } from "../../src/inventory/stock";
 import { reserveStockForOrder } from "../../src/reservation";
 import { countWhere, createOrder, db, eventually, orderData, productData, reservedOrder, seedProduct, withTriggersPaused, uniqueId, waitForOrderStatus } from "../helpers/emulator";
-import { beforeFirstCommit, beforeRead, countingCommits, invoke, reservationDeps, unavailableOnce, webhookDeps } from "../helpers/inProcess";
+import { beforeFirstCommit, beforeRead, countingCommits, invoke, recordingReads, reservationDeps, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { charge, event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
 
 /**
@@ -114,6 +114,25 @@ describe("one instance under concurrent load", () => {
     expect(deps.locks.transactions(counted.db).stats.failedGroups, "shared commits that failed").to.equal(0);
     expect(counted.conflicts(), "commits that lost a race").to.equal(0);
     expect(deps.locks.heldCount).to.equal(0);
+  });
+
+  it("decides a payment's second event on one read, without the product: the first read it makes is all it needs", async () => {
+    const { sku, orderId, amount } = await reservedOrder(5, 1);
+    const piId = stripeId("pi");
+    await db().collection("orders").doc(orderId).update({ paymentIntentId: piId });
+    const first = recordingReads(db());
+    const paid = await invoke(webhookDeps(first.db), event("payment_intent.succeeded", paymentIntent({ id: piId, amount, orderId })));
+    expect(paid.body).to.include({ result: "finalized" });
+    // The payment that moves stock reads the product (with its order again) after its first read.
+    expect(first.calls.flat().filter((path) => path === `products/${sku}`)).to.have.length(1);
+
+    const second = recordingReads(db());
+    const answer = await invoke(webhookDeps(second.db), event("charge.succeeded", charge({ amount, paymentIntentId: piId, orderId })));
+    expect(answer.status).to.equal(200);
+    expect(answer.body).to.include({ result: "already_finalized" });
+    expect(second.calls, "document reads by call").to.have.length(1);
+    expect(second.calls[0].some((path) => path.startsWith("products/"))).to.equal(false);
+    expect(await productData(sku)).to.include({ stock: 4, reserved: 0 });
   });
 
   it("applies two payments' PaymentIntent and charge events arriving crosswise in small groups, each order once", async () => {

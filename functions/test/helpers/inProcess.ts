@@ -84,6 +84,16 @@ export function countingCommits(real: Firestore): { db: Firestore; count: () => 
   return { db, count: () => count, conflicts: () => conflicts };
 }
 
+/** `real`, recording the paths of the documents each of its `getAll` calls reads, one list per call. */
+export function recordingReads(real: Firestore): { db: Firestore; calls: string[][] } {
+  const calls: string[][] = [];
+  const db = replacing(real, "getAll", (...refs: Parameters<Firestore["getAll"]>) => {
+    calls.push(refs.filter((ref): ref is DocumentReference => typeof ref === "object" && ref !== null && "path" in ref).map((ref) => ref.path));
+    return real.getAll(...refs);
+  });
+  return { db, calls };
+}
+
 /** `real`, with `hook` run and awaited just before its `nth` lock-free read call (`getAll`, from 1) goes out: another writer's turn between two reads. */
 export function beforeRead(real: Firestore, nth: number, hook: () => Promise<unknown>): Firestore {
   let calls = 0;

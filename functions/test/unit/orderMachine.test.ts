@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { ORDER_STATUSES, quantitiesBySku, type Order, type OrderLine, type OrderStatus } from "../../src/collections/orders";
 import type { StockLevel } from "../../src/collections/products";
 import type { Command, CommandKind, EventMeta } from "../../src/domain/commands";
-import { decide, type Decision, type DecideOptions, type StockChange } from "../../src/domain/orderMachine";
+import { decide, needsStock, type Decision, type DecideOptions, type StockChange } from "../../src/domain/orderMachine";
 import { decideReservation } from "../../src/domain/reservation";
 import { prng } from "../helpers/prng";
 
@@ -318,6 +318,60 @@ describe("decide: every (status, command) pair", () => {
       });
     }
   }
+});
+
+/** Stock that fails the test when a decision looks at it. */
+class UntouchableStock extends Map<string, StockLevel> {
+  override get(sku: string): StockLevel | undefined {
+    throw new Error(`the decision read the stock of ${sku}`);
+  }
+  override has(sku: string): boolean {
+    throw new Error(`the decision asked for the stock of ${sku}`);
+  }
+  override forEach(): void {
+    throw new Error("the decision walked the stock");
+  }
+  override entries(): MapIterator<[string, StockLevel]> {
+    throw new Error("the decision walked the stock");
+  }
+  override keys(): MapIterator<string> {
+    throw new Error("the decision walked the stock");
+  }
+  override values(): MapIterator<StockLevel> {
+    throw new Error("the decision walked the stock");
+  }
+  override get size(): number {
+    throw new Error("the decision counted the stock");
+  }
+}
+
+describe("needsStock: a decision it says needs no stock is the same without any", () => {
+  it("for every (status, command) pair, and only payments, cancellations and refunds need it", () => {
+    const needing: string[] = [];
+    for (const status of ORDER_STATUSES) {
+      for (const kind of COMMAND_KINDS) {
+        const order = orderIn(status);
+        const command = TABLE_COMMANDS[kind];
+        if (needsStock(kind, status)) {
+          needing.push(`${status} × ${kind}`);
+          continue;
+        }
+        const withStock = run(order, stockOf({ sku_a: { stock: 10, reserved: 3 } }), command, { eventId: "evt_table" });
+        expect(run(order, new UntouchableStock(), command, { eventId: "evt_table" }), `${status} × ${kind}`).to.deep.equal(withStock);
+      }
+    }
+    expect(needing.sort()).to.deep.equal(
+      [
+        ...["pending", "reserved", "out_of_stock", "canceled"].map((s) => `${s} × payment_succeeded`),
+        ...["pending", "reserved"].map((s) => `${s} × payment_canceled`),
+        ...["finalized", "partially_refunded", "needs_review", "refunded", "disputed"].map((s) => `${s} × refund_updated`),
+      ].sort(),
+    );
+  });
+
+  it("the untouchable stock does catch a decision that reads stock", () => {
+    expect(() => run(orderIn("reserved"), new UntouchableStock(), succeeded())).to.throw(/stock of sku_a/);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -988,6 +1042,7 @@ describe("decide: random sequences keep the inventory invariants", () => {
   it(`${SEQUENCES} seeded sequences of ${STEPS} commands over 4 orders sharing 2 SKUs`, () => {
     let finalizations = 0;
     let needsReview = 0;
+    let withoutStock = 0;
     for (let seed = 1; seed <= SEQUENCES; seed++) {
       const rand = prng(seed);
       const options: DecideOptions = { restockOnRefund: seed % 3 !== 0 };
@@ -1018,6 +1073,10 @@ describe("decide: random sequences keep the inventory invariants", () => {
           }
         } else {
           const d = run(before, stock, command, { eventId: `evt_${seed}_${step}`, options });
+          if (!needsStock(command.kind, before.status)) {
+            expect(run(before, new UntouchableStock(), command, { eventId: `evt_${seed}_${step}`, options }), where()).to.deep.equal(d);
+            withoutStock++;
+          }
           label = `${id} ${command.kind} → ${d.kind === "apply" ? d.result : "defer"}`;
           if (d.kind === "apply") {
             after = applyPatch(before, d);
@@ -1077,5 +1136,6 @@ describe("decide: random sequences keep the inventory invariants", () => {
     // The generator actually exercises the interesting paths.
     expect(finalizations).to.be.greaterThan(SEQUENCES);
     expect(needsReview).to.be.greaterThan(10);
+    expect(withoutStock).to.be.greaterThan(SEQUENCES);
   });
 });
