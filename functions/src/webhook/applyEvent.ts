@@ -103,7 +103,7 @@ export async function applyEvent(
         throw new DeferredError(`No order found for ${describe(translation.ref)}`, "order_not_found", refOrderId(translation.ref));
       }
       const now = deps.now();
-      // Most events decide without stock (the second event of a payment, a failure, a dispute): they
+      // Many events decide without stock (the second event of a payment, a failure, a dispute): they
       // read no product and finish on the first read.
       const plan = needsStock(translation.command.kind, order.status)
         ? await planStock(tx, db, stockRequestFor(order), scope, { readAgain: orderRef(db, order.id) })

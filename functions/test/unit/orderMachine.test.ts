@@ -343,6 +343,10 @@ class UntouchableStock extends Map<string, StockLevel> {
   override get size(): number {
     throw new Error("the decision counted the stock");
   }
+  // Spread, for...of, Array.from and new Map() go through this, not through entries().
+  override [Symbol.iterator](): MapIterator<[string, StockLevel]> {
+    throw new Error("the decision walked the stock");
+  }
 }
 
 describe("needsStock: a decision it says needs no stock is the same without any", () => {
@@ -369,8 +373,12 @@ describe("needsStock: a decision it says needs no stock is the same without any"
     );
   });
 
-  it("the untouchable stock does catch a decision that reads stock", () => {
+  it("the untouchable stock does catch a decision that reads stock, however it reads it", () => {
     expect(() => run(orderIn("reserved"), new UntouchableStock(), succeeded())).to.throw(/stock of sku_a/);
+    const stock = new UntouchableStock();
+    expect(() => [...stock]).to.throw(/walked/);
+    expect(() => new Map(stock)).to.throw(/walked/);
+    expect(() => stock.size).to.throw(/counted/);
   });
 });
 
