@@ -16,6 +16,7 @@ import { releaseAbandonedReservations, reserveStockForOrder } from "./reservatio
 import { createBillingPortalSessionCallable, createSubscriptionCheckoutCallable } from "./subscriptions/callables";
 import { roleChanged, syncRoleClaim } from "./subscriptions/claims";
 import { revokeExpiredGrace } from "./subscriptions/grace";
+import { logSweep } from "./sweeps";
 import { runtime } from "./runtime";
 
 setGlobalOptions({ region: "us-central1" });
@@ -45,12 +46,12 @@ export const deliverQueuedNotification = onDocumentCreated({ document: "notifica
 });
 
 export const redriveFailedNotifications = onSchedule("every 5 minutes", async () => {
-  logger.info("notification re-drive", { ...(await redriveNotifications(runtime().delivery)) });
+  logSweep(logger, "notification re-drive", await redriveNotifications(runtime().delivery));
 });
 
 export const releaseAbandonedReservationsSweep = onSchedule("every 5 minutes", async () => {
   const { reservation, abandonPolicy } = runtime();
-  logger.info("abandoned reservation sweep", { ...(await releaseAbandonedReservations(reservation, abandonPolicy)) });
+  logSweep(logger, "abandoned reservation sweep", await releaseAbandonedReservations(reservation, abandonPolicy));
 });
 
 // Sharded (hot) products: the product document is the sum of its shards; an operator edit is spread over them.
@@ -91,5 +92,5 @@ export const syncStripeRoleClaim = onDocumentWritten({ document: "customers/{uid
 // Revokes the role of subscribers whose grace passed unpaid; a repeated run finds nothing to do.
 export const revokeExpiredGraceSweep = onSchedule("every 10 minutes", async () => {
   const { grace } = runtime();
-  logger.info("grace revocation", { ...(await revokeExpiredGrace(grace, grace.now())) });
+  logSweep(logger, "grace revocation", await revokeExpiredGrace(grace, grace.now()));
 });

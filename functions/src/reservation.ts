@@ -5,6 +5,7 @@ import { decideAbandonedRelease, type AbandonPolicy } from "./domain/reservation
 import type { ReservationBatches, ReservationOutcome } from "./inventory/reservationBatch";
 import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
 import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
+import { sweepFailure, type SweepFailure } from "./sweeps";
 
 export type { ReservationOutcome } from "./inventory/reservationBatch";
 
@@ -59,19 +60,28 @@ export interface SweepReport {
   examined: number;
   canceled: number;
   skipped: number;
+  /** Orders whose release threw (see sweeps.ts). */
+  failures: SweepFailure[];
 }
 
 /**
  * The abandoned-reservation sweep (scheduled): orders still `reserved` past their hold are canceled
  * and their stock released. A payment that arrives later finalizes if stock allows, else needs_review.
+ * An order whose release throws (its held shard deleted, say) is reported and passed over (sweeps.ts).
  */
 export async function releaseAbandonedReservations(deps: ReservationDeps, policy: AbandonPolicy, limit = 200): Promise<SweepReport> {
   const cutoff = new Date(deps.now().getTime() - Math.min(policy.holdMs, policy.checkoutHoldMs));
   const candidates = await deps.db.collection(ORDERS).where("status", "==", "reserved").where("createdAt", "<=", cutoff).orderBy("createdAt").limit(limit).get();
-  const report: SweepReport = { examined: 0, canceled: 0, skipped: 0 };
+  const report: SweepReport = { examined: 0, canceled: 0, skipped: 0, failures: [] };
   for (const doc of candidates.docs) {
     report.examined += 1;
-    const outcome = await releaseIfAbandoned(deps, doc.id, policy);
+    let outcome: ReservationOutcome;
+    try {
+      outcome = await releaseIfAbandoned(deps, doc.id, policy);
+    } catch (error) {
+      report.failures.push(sweepFailure(doc.id, error));
+      continue;
+    }
     if (outcome === "canceled") report.canceled += 1;
     else report.skipped += 1;
   }

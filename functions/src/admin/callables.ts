@@ -1,6 +1,6 @@
 import { HttpsError, type CallableRequest } from "firebase-functions/v2/https";
 import type { DeadLetterStatus } from "../collections/deadLetters";
-import { replayDeadLetter, NoDeadLetterError, type ReplayOutcome } from "../webhook/replay";
+import { AlreadyReplayedError, replayDeadLetter, NoDeadLetterError, type ReplayOutcome } from "../webhook/replay";
 import type { PipelineDeps } from "../webhook/applyEvent";
 import type { VerifiedEventDeps } from "../subscriptions/dispatch";
 import { listDeadLetters, webhookEventStatus, type EventStatusReport, type Json } from "./eventStatus";
@@ -43,6 +43,7 @@ export async function replayWebhookEventCallable(deps: VerifiedEventDeps, reques
     return await replayDeadLetter(deps, eventId);
   } catch (error) {
     if (error instanceof NoDeadLetterError) throw new HttpsError("not-found", error.message);
+    if (error instanceof AlreadyReplayedError) throw new HttpsError("failed-precondition", error.message);
     throw error;
   }
 }

@@ -64,6 +64,11 @@ export function stockRequestFor(order: Order): StockRequest {
   return { quantities, key: order.id, reserved: order.status === "reserved", ...(held ? { held } : {}) };
 }
 
+/** The shards a line's units are in. Own keys only: a SKU named `constructor` or `toString` is no holding. */
+function holdingOf(request: StockRequest, sku: string): ShardHolding | undefined {
+  return request.held !== undefined && Object.hasOwn(request.held, sku) ? request.held[sku] : undefined;
+}
+
 /** The shards an order's units are in: set while reserved and after payment; nothing is held before or after a cancel. */
 export function heldShards(order: { status: string; stockShards?: Record<string, ShardHolding> }): Record<string, ShardHolding> | undefined {
   return ["pending", "out_of_stock", "canceled"].includes(order.status) ? undefined : order.stockShards;
@@ -105,7 +110,7 @@ export async function planStock(tx: TransactionLike, db: Firestore, request: Sto
   const skus = [...request.quantities.keys()].sort();
   const toRead: string[] = [];
   for (const sku of skus) {
-    const holding = request.held?.[sku];
+    const holding = holdingOf(request, sku);
     if (request.reserved === true && holding !== undefined) {
       // A lower bound, which is all that consuming or releasing this reservation needs: no read, just
       // increments of its own units. Shards are written only by this backend, never below what they
@@ -252,7 +257,7 @@ async function chooseShards(tx: TransactionLike, db: Firestore, scope: LockScope
     return choices;
   };
   const whole = (choice: ShardChoice): ShardPlan => ({ level: choice.level, parts: [{ shard: choice.shard, ref: choice.ref, units: qty }] });
-  const held = request.held?.[sku];
+  const held = holdingOf(request, sku);
   if (held !== undefined) {
     const units = unitsByShard(held, qty);
     scope.require(...units.map(({ shard }) => key(shard)));

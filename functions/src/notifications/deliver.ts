@@ -1,6 +1,7 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { NOTIFICATIONS, notificationRef, queuedNotification, type Notification } from "../collections/notifications";
 import type { NotificationProvider } from "./providers";
+import { sweepFailure, type SweepFailure } from "../sweeps";
 
 export interface DeliveryOptions {
   /** Attempts before a notification is `dead` and an admin is alerted. */
@@ -118,6 +119,8 @@ export interface RedriveReport {
   failed: number;
   dead: number;
   skipped: number;
+  /** Notifications whose delivery threw (see sweeps.ts). */
+  failures: SweepFailure[];
 }
 
 /** The scheduled re-drive: failed notifications whose backoff has passed, and `sending` ones stuck past the timeout. */
@@ -133,10 +136,14 @@ export async function redriveNotifications(deps: DeliveryDeps, limit = 100): Pro
       .limit(limit)
       .get(),
   ]);
-  const report: RedriveReport = { examined: 0, sent: 0, failed: 0, dead: 0, skipped: 0 };
+  const report: RedriveReport = { examined: 0, sent: 0, failed: 0, dead: 0, skipped: 0, failures: [] };
   for (const doc of [...failed.docs, ...stuck.docs]) {
     report.examined += 1;
-    report[await deliverNotification(deps, doc.id, "redrive")] += 1;
+    try {
+      report[await deliverNotification(deps, doc.id, "redrive")] += 1;
+    } catch (error) {
+      report.failures.push(sweepFailure(doc.id, error));
+    }
   }
   return report;
 }

@@ -1,4 +1,5 @@
 import Stripe from "stripe";
+import { isDocumentId } from "../domain/ids";
 import { ConfigurationError, NotAnEventError, SignatureError } from "../errors";
 
 /** Stripe's recommended tolerance between the signed timestamp and now. */
@@ -75,22 +76,44 @@ export function verifyStripeEvent(
   );
 }
 
+/**
+ * Stripe's event ids are short; documents named after an event add a prefix to it
+ * (`payment_action_required:{id}`), so the id must leave room under Firestore's 1500-byte id limit.
+ */
+const MAX_EVENT_ID_BYTES = 255;
+
+/** 10000-01-01T00:00:00Z: Firestore Timestamps end just before it. */
+const MAX_CREATED_SECONDS = 253_402_300_800;
+
+/**
+ * The envelope's id names documents and its fields fill the webhookEvents record, inside the event's
+ * transaction: a value Firestore refuses there (an undefined `livemode`, an id naming a path) would
+ * fail that transaction on every redelivery, so it is refused here: a 400, nothing written.
+ */
 function assertIsEvent(value: unknown): asserts value is Stripe.Event {
   const v = (typeof value === "object" && value !== null ? value : {}) as Record<string, unknown>;
   const data = v.data as Record<string, unknown> | undefined;
   const ok =
     v.object === "event" &&
-    typeof v.id === "string" &&
-    v.id.length > 0 &&
     typeof v.type === "string" &&
-    typeof v.created === "number" &&
+    // Seconds since the epoch, stored as a Timestamp, which ends with the year 9999.
+    Number.isSafeInteger(v.created) &&
+    (v.created as number) >= 0 &&
+    (v.created as number) < MAX_CREATED_SECONDS &&
+    typeof v.livemode === "boolean" &&
     typeof data === "object" &&
     data !== null &&
     typeof data.object === "object" &&
     data.object !== null;
   if (!ok) {
     throw new NotAnEventError(
-      'The signed body is not a Stripe event: expected {"object": "event", "id", "type", "created", "data": {"object": {...}}}.',
+      'The signed body is not a Stripe event: expected {"object": "event", "id", "type", "created", "livemode": true|false, "data": {"object": {...}}}.',
+    );
+  }
+  if (!isDocumentId(v.id) || Buffer.byteLength(v.id) > MAX_EVENT_ID_BYTES) {
+    throw new NotAnEventError(
+      `The signed body is not a Stripe event: its id ${JSON.stringify(v.id)} is not a Stripe event id ` +
+        `(a non-empty string of at most ${MAX_EVENT_ID_BYTES} bytes without "/", like "evt_...").`,
     );
   }
 }

@@ -29,39 +29,40 @@ export function translateEvent(event: Stripe.Event): Translation {
   switch (event.type) {
     case "payment_intent.succeeded": {
       const pi = event.data.object;
-      const amount = pi.amount_received > 0 ? pi.amount_received : pi.amount;
       return forOrder(metadataOrderId(pi.metadata), null, {
         kind: "payment_succeeded",
-        amount,
-        currency: pi.currency,
-        ...piIds(pi.id),
+        amount: positiveOr(amountOf(pi.amount_received), amountOf(pi.amount)),
+        currency: currencyOf(pi.currency),
+        ...piIds(idOf(pi.id)),
       });
     }
     case "payment_intent.payment_failed": {
       const pi = event.data.object;
+      const error: unknown = pi.last_payment_error;
+      const field = (name: string) => (typeof error === "object" && error !== null ? textOf((error as Record<string, unknown>)[name]) : null);
       return forOrder(metadataOrderId(pi.metadata), null, {
         kind: "payment_failed",
-        code: pi.last_payment_error?.decline_code ?? pi.last_payment_error?.code ?? null,
-        message: pi.last_payment_error?.message ?? null,
-        ...piIds(pi.id),
+        code: field("decline_code") ?? field("code"),
+        message: field("message"),
+        ...piIds(idOf(pi.id)),
       });
     }
     case "payment_intent.canceled": {
       const pi = event.data.object;
       return forOrder(metadataOrderId(pi.metadata), null, {
         kind: "payment_canceled",
-        reason: pi.cancellation_reason ?? null,
-        ...piIds(pi.id),
+        reason: textOf(pi.cancellation_reason),
+        ...piIds(idOf(pi.id)),
       });
     }
     case "checkout.session.completed":
     case "checkout.session.async_payment_succeeded": {
       const session = event.data.object;
       const ids = sessionIds(session);
-      const amount = session.amount_total ?? 0;
-      const currency = session.currency ?? "";
+      const amount = amountOf(session.amount_total);
+      const currency = currencyOf(session.currency);
       const paid = session.payment_status === "paid" || session.payment_status === "no_payment_required";
-      if (session.mode !== "payment") return ignored(`checkout mode ${session.mode} carries no order payment`, sessionOrderId(session));
+      if (session.mode !== "payment") return ignored(`checkout mode ${String(session.mode)} carries no order payment`, sessionOrderId(session));
       return forOrder(sessionOrderId(session), null, paid
         ? { kind: "payment_succeeded", amount, currency, ...ids }
         : { kind: "checkout_awaiting_payment", amount, currency, ...ids });
@@ -82,23 +83,26 @@ export function translateEvent(event: Stripe.Event): Translation {
     case "charge.succeeded": {
       const charge = event.data.object;
       // An authorization without capture is not money received; payment_intent.succeeded follows on capture.
-      if (!charge.paid || !charge.captured) return ignored("charge authorized but not captured", metadataOrderId(charge.metadata));
+      if (charge.paid !== true || charge.captured !== true) return ignored("charge authorized but not captured", metadataOrderId(charge.metadata));
       const piId = idOf(charge.payment_intent);
       return forOrder(metadataOrderId(charge.metadata), piId, {
         kind: "payment_succeeded",
-        amount: charge.amount_captured > 0 ? charge.amount_captured : charge.amount,
-        currency: charge.currency,
+        amount: positiveOr(amountOf(charge.amount_captured), amountOf(charge.amount)),
+        currency: currencyOf(charge.currency),
         ...piIds(piId),
       });
     }
     case "charge.refunded": {
       const charge = event.data.object;
       const piId = idOf(charge.payment_intent);
+      const amountRefunded = amountOf(charge.amount_refunded);
+      // The identity guard does not compare it and the refund writes it onto the order: an unusable one is not applied.
+      if (Number.isNaN(amountRefunded)) return malformed(event.type, "amount_refunded", metadataOrderId(charge.metadata));
       return forOrder(metadataOrderId(charge.metadata), piId, {
         kind: "refund_updated",
-        chargeAmount: charge.amount,
-        amountRefunded: charge.amount_refunded,
-        currency: charge.currency,
+        chargeAmount: amountOf(charge.amount),
+        amountRefunded,
+        currency: currencyOf(charge.currency),
         ...piIds(piId),
       });
     }
@@ -106,12 +110,20 @@ export function translateEvent(event: Stripe.Event): Translation {
     case "charge.dispute.closed": {
       const dispute = event.data.object;
       const piId = idOf(dispute.payment_intent);
-      return forOrder(metadataOrderId(dispute.metadata), piId, {
+      const orderId = metadataOrderId(dispute.metadata);
+      const disputeId = idOf(dispute.id);
+      const disputeStatus = textOf(dispute.status);
+      const amount = amountOf(dispute.amount);
+      // The identity guard compares only a dispute's currency; these are written onto the order: unusable ones are not applied.
+      if (disputeId === null) return malformed(event.type, "id", orderId);
+      if (disputeStatus === null) return malformed(event.type, "status", orderId);
+      if (Number.isNaN(amount)) return malformed(event.type, "amount", orderId);
+      return forOrder(orderId, piId, {
         kind: event.type === "charge.dispute.created" ? "dispute_opened" : "dispute_closed",
-        disputeId: dispute.id,
-        amount: dispute.amount,
-        currency: dispute.currency,
-        disputeStatus: dispute.status,
+        disputeId,
+        amount,
+        currency: currencyOf(dispute.currency),
+        disputeStatus,
         ...piIds(piId),
       });
     }
@@ -121,17 +133,47 @@ export function translateEvent(event: Stripe.Event): Translation {
 }
 
 function forOrder(orderId: string | null, paymentIntentId: string | null, command: Command): Translation {
-  const normalized = { ...command, ...("currency" in command ? { currency: command.currency.toLowerCase() } : {}) } as Command;
   let ref: OrderRef;
   if (orderId !== null && !isDocumentId(orderId)) return ignored(`order reference ${JSON.stringify(orderId)} is not a valid order id`, null);
   if (orderId !== null) ref = { by: "orderId", orderId };
   else if (paymentIntentId !== null) ref = { by: "paymentIntent", paymentIntentId };
   else return ignored("no order reference (metadata.orderId / client_reference_id): not a payment of this shop", null);
-  return { kind: "command", ref, command: normalized };
+  return { kind: "command", ref, command };
 }
 
+/** The order id is kept on the event's record, where webhookEventStatus reads the order by it: only a valid one. */
 function ignored(reason: string, orderId: string | null): Translation {
-  return { kind: "ignored", reason, orderId };
+  return { kind: "ignored", reason, orderId: orderId !== null && isDocumentId(orderId) ? orderId : null };
+}
+
+function malformed(type: string, field: string, orderId: string | null): Translation {
+  return ignored(`${type}: the object's ${field} is missing or malformed`, orderId);
+}
+
+/*
+ * A signed event is Stripe's, but its object is still only JSON: the types Stripe's SDK declares are
+ * not checked, and a throw here would answer 500 on every redelivery. So each field is read as unknown.
+ * An amount or currency the identity guard compares that is missing or malformed becomes a value no
+ * order has (NaN, ""): the guard then rejects the event (200, order untouched, audit entry and admin
+ * alert), as it rejects any amount or currency that does not match the order.
+ */
+
+/** A Stripe amount in minor units; NaN, which equals no order's amount, when it is not one. */
+function amountOf(value: unknown): number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : Number.NaN;
+}
+
+function positiveOr(preferred: number, fallback: number): number {
+  return preferred > 0 ? preferred : fallback;
+}
+
+/** A currency code, lowercased as orders store it; "", which no order has, when it is not one. */
+function currencyOf(value: unknown): string {
+  return typeof value === "string" ? value.toLowerCase() : "";
+}
+
+function textOf(value: unknown): string | null {
+  return typeof value === "string" ? value : null;
 }
 
 function piIds(paymentIntentId: string | null): PaymentIds {
@@ -139,22 +181,23 @@ function piIds(paymentIntentId: string | null): PaymentIds {
 }
 
 function sessionIds(session: Stripe.Checkout.Session): PaymentIds {
-  return { paymentIntentId: idOf(session.payment_intent), checkoutSessionId: session.id };
+  return { paymentIntentId: idOf(session.payment_intent), checkoutSessionId: idOf(session.id) };
 }
 
 function sessionOrderId(session: Stripe.Checkout.Session): string | null {
   return nonEmpty(session.client_reference_id) ?? metadataOrderId(session.metadata);
 }
 
-function metadataOrderId(metadata: Stripe.Metadata | null | undefined): string | null {
-  return nonEmpty(metadata?.orderId);
+function metadataOrderId(metadata: unknown): string | null {
+  return typeof metadata === "object" && metadata !== null ? nonEmpty((metadata as Record<string, unknown>).orderId) : null;
 }
 
-function nonEmpty(value: string | null | undefined): string | null {
+function nonEmpty(value: unknown): string | null {
   return typeof value === "string" && value.trim().length > 0 ? value.trim() : null;
 }
 
-function idOf(value: string | { id: string } | null | undefined): string | null {
-  if (typeof value === "string") return nonEmpty(value);
-  return value ? nonEmpty(value.id) : null;
+/** An id given as a string or as an expanded object. */
+function idOf(value: unknown): string | null {
+  if (typeof value === "object" && value !== null) return nonEmpty((value as Record<string, unknown>).id);
+  return nonEmpty(value);
 }

@@ -3,6 +3,7 @@ import { CUSTOMERS, customerRef } from "../collections/customers";
 import { queueNotifications, writeAudit } from "../webhook/applyEvent";
 import { customerState, notYetQueued, readUser } from "./apply";
 import { decideGraceExpiry } from "./machine";
+import { sweepFailure, type SweepFailure } from "../sweeps";
 
 export interface GraceDeps {
   db: Firestore;
@@ -12,6 +13,8 @@ export interface GraceDeps {
 export interface GraceReport {
   examined: number;
   revoked: number;
+  /** Users whose recomputation threw (see sweeps.ts). */
+  failures: SweepFailure[];
 }
 
 /** Users per query page; a run goes on until no entitlement with a passed grace is left. */
@@ -26,7 +29,7 @@ const MAX_PAGES = 50;
  * is handled once; a repeated run finds nothing.
  */
 export async function revokeExpiredGrace(deps: GraceDeps, now: Date): Promise<GraceReport> {
-  const report: GraceReport = { examined: 0, revoked: 0 };
+  const report: GraceReport = { examined: 0, revoked: 0, failures: [] };
   const seen = new Set<string>();
   for (let page = 0; page < MAX_PAGES; page++) {
     const due = await deps.db.collection(CUSTOMERS).where("entitlement.graceUntil", "<=", now).limit(PAGE).get();
@@ -34,7 +37,11 @@ export async function revokeExpiredGrace(deps: GraceDeps, now: Date): Promise<Gr
     for (const doc of fresh) {
       seen.add(doc.id);
       report.examined += 1;
-      if (await recomputeEntitlement(deps.db, doc.id, now)) report.revoked += 1;
+      try {
+        if (await recomputeEntitlement(deps.db, doc.id, now)) report.revoked += 1;
+      } catch (error) {
+        report.failures.push(sweepFailure(doc.id, error));
+      }
     }
     if (due.size < PAGE || fresh.length === 0) break;
   }

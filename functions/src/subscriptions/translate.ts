@@ -2,6 +2,7 @@ import type Stripe from "stripe";
 import { CUSTOMER_UID_METADATA_KEY } from "../collections/customers";
 import { isPriceId } from "../collections/plans";
 import { isSubscriptionStatus } from "../collections/subscriptions";
+import { isDocumentId } from "../domain/ids";
 import type { SubscriptionChange, SubscriptionCommand, SubscriptionState, SubscriptionTranslation } from "./commands";
 
 /**
@@ -35,17 +36,30 @@ const CHANGES: Partial<Record<Stripe.Event.Type, SubscriptionChange>> = {
   "customer.subscription.resumed": "resumed",
 };
 
+/*
+ * A signed event is Stripe's, but its object is still only JSON: the types Stripe's SDK declares are
+ * not checked, and a throw here (or a value Firestore refuses later) fails the event's transaction on
+ * every redelivery: 500 until it is dead-lettered. So every field is read as unknown. A field Stripe
+ * may leave out keeps this module's default for it; one that is present but unusable makes the event
+ * `ignored`, with a reason naming the field, rather than write a guess over what an earlier event stored.
+ */
+
+type Json = Record<string, unknown>;
+
 export function translateSubscriptionEvent(event: Stripe.Event): SubscriptionTranslation | null {
   switch (event.type) {
     case "checkout.session.completed": {
-      const session = event.data.object;
+      const session = dataObject(event);
+      // Not null: the order translator would dereference the missing object in turn.
+      if (session === null) return malformed(event.type, "object");
       // Payment-mode sessions are orders; setup-mode ones concern neither.
       if (session.mode !== "subscription") return null;
-      if (!SESSION_ID.test(session.id)) return ignored(`checkout session id ${JSON.stringify(session.id)} is not a Checkout Session id`);
-      return command(idOf(session.customer), idOf(session.subscription), claimOf(session.client_reference_id) ?? metadataClaim(session.metadata), (common) => ({
+      const checkoutSessionId = stripeId(SESSION_ID, session.id);
+      if (checkoutSessionId === null) return ignored(`checkout session id ${shown(session.id)} is not a Checkout Session id`);
+      return command(session.customer, session.subscription, claimOf(session.client_reference_id) ?? metadataClaim(session.metadata), (common) => ({
         ...common,
         kind: "checkout_completed",
-        checkoutSessionId: session.id,
+        checkoutSessionId,
       }));
     }
     case "customer.subscription.created":
@@ -54,87 +68,160 @@ export function translateSubscriptionEvent(event: Stripe.Event): SubscriptionTra
     case "customer.subscription.resumed":
     case "customer.subscription.deleted":
     case "customer.subscription.trial_will_end": {
-      const subscription = event.data.object;
-      const state = stateOf(subscription);
+      const type = event.type;
+      const subscription = dataObject(event);
+      if (subscription === null) return malformed(type, "object");
+      // An expanded object is no subscription's own id: only the string is.
+      if (typeof subscription.id !== "string") return malformed(type, "id");
+      const state = stateOf(type, subscription);
       if (typeof state === "string") return ignored(state);
-      const change = CHANGES[event.type];
-      return command(idOf(subscription.customer), subscription.id, metadataClaim(subscription.metadata), (common): SubscriptionCommand => {
-        if (event.type === "customer.subscription.deleted") return { ...common, kind: "subscription_deleted", state };
-        if (event.type === "customer.subscription.trial_will_end") return { ...common, kind: "trial_will_end", state };
+      const change = CHANGES[type];
+      return command(subscription.customer, subscription.id, metadataClaim(subscription.metadata), (common): SubscriptionCommand => {
+        if (type === "customer.subscription.deleted") return { ...common, kind: "subscription_deleted", state };
+        if (type === "customer.subscription.trial_will_end") return { ...common, kind: "trial_will_end", state };
         return { ...common, kind: "subscription_changed", change: change ?? "updated", state };
       });
     }
     case "invoice.paid":
     case "invoice.payment_failed":
     case "invoice.payment_action_required": {
-      const invoice = event.data.object;
-      const subscriptionId = invoiceSubscriptionId(invoice);
-      if (subscriptionId === null) return ignored("invoice belongs to no subscription");
-      if (typeof invoice.id !== "string" || !INVOICE_ID.test(invoice.id)) return ignored(`invoice id ${JSON.stringify(invoice.id)} is not an invoice id`);
-      const invoiceId = invoice.id;
+      const invoice = dataObject(event);
+      if (invoice === null) return malformed(event.type, "object");
+      const subscription = invoiceSubscription(invoice);
+      if (subscription === null) return ignored("invoice belongs to no subscription");
+      const invoiceId = stripeId(INVOICE_ID, invoice.id);
+      if (invoiceId === null) return ignored(`invoice id ${shown(invoice.id)} is not an invoice id`);
       const kind = event.type === "invoice.paid" ? "invoice_paid" : event.type === "invoice.payment_failed" ? "invoice_payment_failed" : "invoice_action_required";
-      const claim = metadataClaim(invoice.parent?.subscription_details?.metadata);
-      return command(idOf(invoice.customer), subscriptionId, claim, (common) => ({ ...common, kind, invoiceId, billingReason: invoice.billing_reason ?? null }));
+      const claim = metadataClaim(recordOf(recordOf(invoice.parent)?.subscription_details)?.metadata);
+      // Only a notification's wording reads it: an unusable one is no reason to lose a payment event.
+      const billingReason = textOf(invoice.billing_reason);
+      return command(invoice.customer, subscription, claim, (common) => ({ ...common, kind, invoiceId, billingReason }));
     }
     default:
       return null;
   }
 }
 
+/** `customer` and `subscription` as the object gives them: an id, an expanded object, or anything else. */
 function command(
-  customerId: string | null,
-  subscriptionId: string | null,
+  customer: unknown,
+  subscription: unknown,
   uidClaim: string | null,
   build: (common: { customerId: string; subscriptionId: string; uidClaim: string | null }) => SubscriptionCommand,
 ): SubscriptionTranslation {
-  if (customerId === null) return ignored("no customer on the object: it cannot belong to a user");
-  if (!CUSTOMER_ID.test(customerId)) return ignored(`customer ${JSON.stringify(customerId)} is not a Stripe customer id`);
-  if (subscriptionId === null) return ignored("no subscription on the object");
-  if (!SUBSCRIPTION_ID.test(subscriptionId)) return ignored(`subscription ${JSON.stringify(subscriptionId)} is not a Stripe subscription id`);
+  if (customer === null || customer === undefined) return ignored("no customer on the object: it cannot belong to a user");
+  const customerId = stripeId(CUSTOMER_ID, idOf(customer));
+  if (customerId === null) return ignored(`customer ${shown(customer)} is not a Stripe customer id`);
+  if (subscription === null || subscription === undefined) return ignored("no subscription on the object");
+  const subscriptionId = stripeId(SUBSCRIPTION_ID, idOf(subscription));
+  if (subscriptionId === null) return ignored(`subscription ${shown(subscription)} is not a Stripe subscription id`);
   return { kind: "command", command: build({ customerId, subscriptionId, uidClaim }) };
 }
 
 /** The state of a subscription object, or why it cannot be used. */
-function stateOf(subscription: Stripe.Subscription): SubscriptionState | string {
-  if (!isSubscriptionStatus(subscription.status)) return `unknown subscription status ${JSON.stringify(subscription.status)}`;
-  const item = subscription.items?.data?.[0];
-  const priceId = item?.price?.id;
-  if (!isPriceId(priceId)) return `subscription item price ${JSON.stringify(priceId ?? null)} is not a usable price id`;
+function stateOf(type: string, subscription: Json): SubscriptionState | string {
+  const status = subscription.status;
+  if (!isSubscriptionStatus(status)) return `unknown subscription status ${shown(status)}`;
+  const items = recordOf(subscription.items)?.data;
+  const item = Array.isArray(items) ? recordOf(items[0]) : null;
+  const priceId = recordOf(item?.price)?.id;
+  if (!isPriceId(priceId) || !isDocumentId(priceId)) return `subscription item price (items.data[0].price.id) ${shown(priceId ?? null)} is not a usable price id`;
   // Since API 2025-03-31 the period lives on the items; older versions put it on the subscription.
-  const legacy = subscription as unknown as { current_period_end?: unknown };
-  const periodEnd = seconds(item?.current_period_end) ?? seconds(legacy.current_period_end);
+  const itemPeriodEnd = timeOf(item?.current_period_end);
+  if (itemPeriodEnd === MALFORMED) return malformedReason(type, "items.data[0].current_period_end");
+  const legacyPeriodEnd = timeOf(subscription.current_period_end);
+  if (itemPeriodEnd === null && legacyPeriodEnd === MALFORMED) return malformedReason(type, "current_period_end");
+  const created = timeOf(subscription.created);
+  if (created === MALFORMED) return malformedReason(type, "created");
+  const trialEnd = timeOf(subscription.trial_end);
+  if (trialEnd === MALFORMED) return malformedReason(type, "trial_end");
+  const cancelAtPeriodEnd = subscription.cancel_at_period_end ?? false;
+  if (typeof cancelAtPeriodEnd !== "boolean") return malformedReason(type, "cancel_at_period_end");
   return {
-    status: subscription.status,
+    status,
     priceId,
-    currentPeriodEnd: periodEnd,
-    cancelAtPeriodEnd: subscription.cancel_at_period_end === true,
-    created: seconds(subscription.created) ?? new Date(0),
-    trialEnd: seconds(subscription.trial_end),
+    currentPeriodEnd: itemPeriodEnd ?? (legacyPeriodEnd === MALFORMED ? null : legacyPeriodEnd),
+    cancelAtPeriodEnd,
+    created: created ?? new Date(0),
+    trialEnd,
   };
 }
 
 /** The 2025 shape (`parent.subscription_details.subscription`), else the older top-level `subscription`. */
 export function invoiceSubscriptionId(invoice: Stripe.Invoice): string | null {
-  const legacy = invoice as unknown as { subscription?: string | { id: string } | null };
-  return idOf(invoice.parent?.subscription_details?.subscription) ?? idOf(legacy.subscription);
+  const object = recordOf(invoice);
+  const subscription = object === null ? null : invoiceSubscription(object);
+  return stripeId(SUBSCRIPTION_ID, idOf(subscription));
 }
 
-function seconds(value: unknown): Date | null {
-  return typeof value === "number" && Number.isFinite(value) ? new Date(value * 1000) : null;
+/** The invoice's subscription as given (validated by `command`), or null when it names none. */
+function invoiceSubscription(invoice: Json): unknown {
+  const current = recordOf(recordOf(invoice.parent)?.subscription_details)?.subscription;
+  if (current !== null && current !== undefined) return current;
+  const legacy = invoice.subscription;
+  return legacy === undefined ? null : legacy;
+}
+
+/** The event's `data.object`, or null when it is not an object (then nothing on it can be read). */
+function dataObject(event: Stripe.Event): Json | null {
+  return recordOf(recordOf(recordOf(event)?.data)?.object);
+}
+
+function recordOf(value: unknown): Json | null {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Json) : null;
+}
+
+const MALFORMED = Symbol("malformed");
+
+// Timestamp.fromDate throws outside 0001-01-01..9999-12-31: a time beyond it could never be written.
+const MAX_SECONDS = 253_402_300_799;
+
+/** A Stripe time (Unix seconds): null when absent, MALFORMED when present but not one a document can hold. */
+function timeOf(value: unknown): Date | null | typeof MALFORMED {
+  if (value === null || value === undefined) return null;
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= MAX_SECONDS ? new Date(value * 1000) : MALFORMED;
 }
 
 /** The uid our checkout wrote into the metadata (`firebaseUid`, as on the Stripe Customer), or a plain `uid`. */
-function metadataClaim(metadata: Stripe.Metadata | null | undefined): string | null {
-  return claimOf(metadata?.[CUSTOMER_UID_METADATA_KEY]) ?? claimOf(metadata?.uid);
+function metadataClaim(metadata: unknown): string | null {
+  const fields = recordOf(metadata);
+  return fields === null ? null : claimOf(fields[CUSTOMER_UID_METADATA_KEY]) ?? claimOf(fields.uid);
 }
 
-function claimOf(value: string | null | undefined): string | null {
+/*
+ * A claim names no document: it is only compared with the uid the customer maps to. So one that is not
+ * a document id stays a claim, and ends as customer_mismatch (rejected, admin alert), not as no claim.
+ */
+function claimOf(value: unknown): string | null {
   return typeof value === "string" && value.trim().length > 0 ? value.trim() : null;
 }
 
-function idOf(value: string | { id: string } | null | undefined): string | null {
-  if (typeof value === "string") return claimOf(value);
-  return value && typeof value.id === "string" ? claimOf(value.id) : null;
+function textOf(value: unknown): string | null {
+  return typeof value === "string" ? value : null;
+}
+
+/** An id given as a string or as an expanded object. */
+function idOf(value: unknown): string | null {
+  if (typeof value === "object" && value !== null) return claimOf((value as Json).id);
+  return claimOf(value);
+}
+
+function stripeId(pattern: RegExp, value: unknown): string | null {
+  return isDocumentId(value) && pattern.test(value) ? value : null;
+}
+
+/** A value for a reason: JSON (which cannot throw on parsed JSON), "missing" for undefined, cut short. */
+function shown(value: unknown): string {
+  const text = value === undefined ? "missing" : JSON.stringify(value);
+  return text.length > 120 ? `${text.slice(0, 120)}…` : text;
+}
+
+function malformedReason(type: string, field: string): string {
+  return `${type}: the object's ${field} is missing or malformed`;
+}
+
+function malformed(type: string, field: string): SubscriptionTranslation {
+  return ignored(malformedReason(type, field));
 }
 
 function ignored(reason: string): SubscriptionTranslation {

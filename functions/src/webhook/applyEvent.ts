@@ -128,10 +128,11 @@ export async function applyEvent(
 /**
  * After a failed commit: returns when another delivery of the same event recorded it first (the caller
  * answers `duplicate`); rethrows anything else. Any other deterministic document already existing is a bug.
+ * A parked record does not count: a replay starts from it, so its presence says nothing about who won.
  */
 export async function lostToDuplicate(error: unknown, eventRef: DocumentReference, eventId: string): Promise<void> {
   if (grpcCodeOf(error) !== GRPC_ALREADY_EXISTS) throw error;
-  if ((await eventRef.get()).exists) return;
+  if (isDecidedRecord(await eventRef.get())) return;
   throw new TransientError(`A deterministic document already existed while applying ${eventId}`, { cause: error });
 }
 

@@ -45,10 +45,15 @@ export async function recordFailedDelivery(
       resolveLetterOfRecordedEvent(tx, event, letter, now);
       return { attempts: letter.exists ? Number(letter.get("attempts") ?? 0) : 0, status: "replayed", parked: false };
     }
-    const attempts = (letter.exists ? Number(letter.get("attempts") ?? 0) : 0) + 1;
+    const earlierAttempts = letter.exists ? Number(letter.get("attempts") ?? 0) : 0;
+    // The event is parked, not decided: copies at two instances failed together and the other's count
+    // reached the limit first. That one answered Stripe 200 and left the letter (`dead`, not retryable,
+    // its order) for the replay; this copy is answered the same and rewrites nothing.
+    if (event.exists) return { attempts: earlierAttempts, status: "dead", parked: true };
+    const attempts = earlierAttempts + 1;
     const exhausted = attempts >= deps.failure.maxDeliveryAttempts;
     const deferred = error instanceof DeferredError;
-    const parked = deferred && exhausted && !event.exists;
+    const parked = deferred && exhausted;
     const status: DeadLetterStatus = exhausted ? "dead" : "retrying";
     const data: DeadLetter = {
       type: meta.type,

@@ -136,4 +136,49 @@ describe("stock shards for a hot product", () => {
       expect(await productData(sku)).to.deep.equal({ stock: 20, reserved: 4 });
     });
   });
+
+  it("writes back a sharded product's stock typed as text or a fraction, so the edit trigger does not run again and again", async () => {
+    const sku = uniqueId("hot");
+    const product = db().collection("products").doc(sku);
+    await withTriggersPaused(async () => {
+      await seedProduct(sku, 12);
+      await configureStockShards(db(), sku, 3);
+      for (const typed of ["12", 12.4]) {
+        await product.update({ stock: typed });
+        // The trigger's condition is on the stored values: "12" or 12.4 is not stockSynced's 12.
+        expect((await product.get()).get("stock")).to.not.equal((await product.get()).get("stockSynced"));
+        expect(await reconcileProduct(db(), sku)).to.equal("aggregated");
+        const after = await product.get();
+        expect(after.get("stock")).to.equal(12);
+        expect(after.get("stockSynced")).to.equal(12);
+        expect(await shardSums(sku)).to.deep.equal({ stock: 12, reserved: 0, shards: 3 });
+      }
+      // A typed edit is still an edit: "15" is three more units, spread over the shards, stored as 15.
+      await product.update({ stock: "15" });
+      expect(await reconcileProduct(db(), sku)).to.equal("operator_edit_applied");
+      expect((await product.get()).get("stock")).to.equal(15);
+      expect(await shardSums(sku)).to.deep.equal({ stock: 15, reserved: 0, shards: 3 });
+      expect(await reconcileProduct(db(), sku)).to.equal("unchanged");
+    });
+  });
+
+  it("pays an order whose plain SKU is named like an Object property (constructor) beside a sharded one", async () => {
+    const hot = uniqueId("hot");
+    // Not unique: the one product this name can be. Seeding overwrites an earlier run's.
+    const plain = "constructor";
+    await seedProduct(hot, 10);
+    await configureStockShards(db(), hot, 2);
+    await seedProduct(plain, 5);
+    const orderId = uniqueId("order");
+    await createOrder({ id: orderId, items: [{ sku: hot, qty: 1 }, { sku: plain, qty: 2 }], amount: 900 });
+    await waitForOrderStatus(orderId, "reserved");
+    expect(Object.keys((await orderData(orderId)).stockShards as object)).to.deep.equal([hot]);
+    expect(await productData(plain)).to.deep.equal({ stock: 5, reserved: 2 });
+
+    const paid = await deliver(event("payment_intent.succeeded", paymentIntent({ amount: 900, orderId })));
+    expect(paid.status).to.equal(200);
+    expect(paid.body).to.include({ status: "processed", result: "finalized" });
+    expect(await productData(plain)).to.deep.equal({ stock: 3, reserved: 0 });
+    await converged(hot, { stock: 9, reserved: 0 });
+  });
 });

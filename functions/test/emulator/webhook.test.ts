@@ -1,8 +1,14 @@
 import { expect } from "chai";
+import type { DecodedIdToken } from "firebase-admin/auth";
+import type { Firestore } from "firebase-admin/firestore";
+import { HttpsError } from "firebase-functions/v2/https";
+import { replayWebhookEventCallable } from "../../src/admin/callables";
+import { TransientError } from "../../src/errors";
 import { DEFAULT_DELIVERY_OPTIONS, deliverNotification } from "../../src/notifications/deliver";
 import { logProvider } from "../../src/notifications/providers";
-import { reservationDeps } from "../helpers/inProcess";
+import { invoke, reservationDeps, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { reserveStockForOrder } from "../../src/reservation";
+import { AlreadyReplayedError, replayDeadLetter } from "../../src/webhook/replay";
 import {
   countWhere,
   createOrder,
@@ -27,6 +33,42 @@ import { event, paymentIntent, signatureHeader, stripeId } from "../helpers/stri
 
 function paymentSucceeded(orderId: string, amount: number) {
   return event("payment_intent.succeeded", paymentIntent({ amount, orderId }));
+}
+
+/** The request of a signed-in operator with the `admin: true` claim, as the callable receives it. */
+function adminRequest(eventId: string) {
+  const token: DecodedIdToken = { admin: true, aud: "demo", auth_time: 0, exp: 0, iat: 0, iss: "", sub: "ops", uid: "ops", firebase: { identities: {}, sign_in_provider: "custom" } };
+  return { auth: { uid: "ops", token, rawToken: "" }, data: { eventId } };
+}
+
+/** What a promise settled with: its value, or the error it rejected with. */
+function settled(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    (value) => value,
+    (error: unknown) => error,
+  );
+}
+
+/**
+ * `real`, with `hook` run and awaited just before its first `runTransaction` starts: in the webhook
+ * handler, between a copy's failed apply and the transaction that counts its failure.
+ */
+function beforeFirstRunTransaction(real: Firestore, hook: () => Promise<unknown>): Firestore {
+  let fired = false;
+  const runTransaction: Firestore["runTransaction"] = async (updateFunction, options) => {
+    if (!fired) {
+      fired = true;
+      await hook();
+    }
+    return real.runTransaction(updateFunction, options);
+  };
+  return new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop === "runTransaction") return runTransaction;
+      const value: unknown = Reflect.get(target, prop, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }
 
 async function confirmedNotifications(orderId: string) {
@@ -210,5 +252,87 @@ describe("stripeWebhook on the emulators: the core path", () => {
         expect(await footprint(scope)).to.deep.equal(before);
       });
     }
+  });
+});
+
+describe("stripeWebhook on the emulators: parked events and replays", () => {
+  /** Delivers `paid`, whose order does not exist, until the 5th failure parks it (MAX_DELIVERY_ATTEMPTS). */
+  async function parked(paid: ReturnType<typeof paymentSucceeded>): Promise<void> {
+    const statuses: number[] = [];
+    for (let attempt = 1; attempt <= 5; attempt++) statuses.push((await invoke(webhookDeps(db()), paid)).status);
+    expect(statuses).to.deep.equal([409, 409, 409, 409, 200]);
+    expect((await db().collection("webhookEvents").doc(paid.id).get()).get("result")).to.equal("dead_lettered");
+  }
+
+  it("refuses to replay a replayed dead letter once its webhookEvents record has expired, instead of deciding the event again", async () => {
+    const { sku, orderId, amount } = await reservedOrder(10, 2, 800);
+    const paid = paymentSucceeded(orderId, amount);
+    expect((await invoke(webhookDeps(unavailableOnce(db())), paid)).status).to.equal(500);
+    expect(await replayDeadLetter(webhookDeps(db()), paid.id)).to.include({ status: "processed", result: "finalized", orderId });
+    // While the record lives, replaying the resolved letter again is the duplicate it is.
+    expect((await replayDeadLetter(webhookDeps(db()), paid.id)).status).to.equal("duplicate");
+    // The TTL policy deletes the record WEBHOOK_EVENT_TTL_DAYS later; the resolved letter stays.
+    await db().collection("webhookEvents").doc(paid.id).delete();
+    const scope = { eventIds: [paid.id], orderIds: [orderId], skus: [sku] };
+    const before = await footprint(scope);
+
+    expect(await settled(replayDeadLetter(webhookDeps(db()), paid.id))).to.be.instanceOf(AlreadyReplayedError);
+    const answer = await settled(replayWebhookEventCallable(webhookDeps(db()), adminRequest(paid.id)));
+    expect(answer).to.be.instanceOf(HttpsError);
+    expect((answer as HttpsError).code).to.equal("failed-precondition");
+
+    expect(await footprint(scope)).to.deep.equal(before);
+    expect((await db().collection("deadLetters").doc(paid.id).get()).get("status")).to.equal("replayed");
+    expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(1);
+    expect(await productData(sku)).to.deep.equal({ stock: 8, reserved: 0 });
+  });
+
+  it("fails a replay whose commit collides with another deterministic document, instead of answering duplicate: the event stays parked", async () => {
+    const sku = uniqueId("sku");
+    const orderId = uniqueId("order");
+    const paid = paymentSucceeded(orderId, 700);
+    await parked(paid);
+    await seedProduct(sku, 10);
+    await createOrder({ id: orderId, items: [{ sku, qty: 1 }], amount: 700 });
+    await waitForOrderStatus(orderId, "reserved");
+    // A document the replay's commit creates already exists (written by hand here): the commit fails with
+    // ALREADY_EXISTS although no copy of the event was applied. `sent`, so the delivery trigger leaves it.
+    const at = new Date();
+    await db()
+      .collection("notifications")
+      .doc(`order_confirmed:${orderId}`)
+      .create({ kind: "order_confirmed", orderId, userId: "user-1", eventId: null, detail: null, status: "sent", attempts: 1, createdAt: at, sentAt: at });
+    const scope = { eventIds: [paid.id], orderIds: [orderId], skus: [sku] };
+    const before = await footprint(scope);
+
+    expect(await settled(replayDeadLetter(webhookDeps(db()), paid.id))).to.be.instanceOf(TransientError);
+
+    expect(await footprint(scope)).to.deep.equal(before);
+    expect((await db().collection("webhookEvents").doc(paid.id).get()).data()).to.include({ status: "rejected", result: "dead_lettered" });
+    expect((await db().collection("deadLetters").doc(paid.id).get()).data()).to.include({ attempts: 5, status: "dead", retryable: false });
+    expect((await orderData(orderId)).status).to.equal("reserved");
+    expect(await productData(sku)).to.deep.equal({ stock: 10, reserved: 1 });
+    expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(0);
+  });
+
+  it("answers a failed copy that raced another instance's past the attempt limit as parked, and leaves the parked dead letter as it is", async () => {
+    const missing = uniqueId("missing-order");
+    const paid = paymentSucceeded(missing, 500);
+    const statuses: number[] = [];
+    for (let attempt = 1; attempt <= 4; attempt++) statuses.push((await invoke(webhookDeps(db()), paid)).status);
+    expect(statuses).to.deep.equal([409, 409, 409, 409]);
+
+    // Two instances fail the event at once: this copy finds no order, and before its failure is counted
+    // the other instance's copy counts the 5th attempt and parks the event.
+    const other: { status: number; body: Record<string, unknown> }[] = [];
+    const racing = beforeFirstRunTransaction(db(), async () => other.push(await invoke(webhookDeps(db()), paid)));
+    const late = await invoke(webhookDeps(racing), paid);
+
+    expect(other.map((r) => [r.status, r.body.result])).to.deep.equal([[200, "dead_lettered"]]);
+    expect([late.status, late.body]).to.deep.equal([200, { received: true, eventId: paid.id, status: "rejected", result: "dead_lettered" }]);
+    expect((await db().collection("deadLetters").doc(paid.id).get()).data()).to.include({ attempts: 5, status: "dead", retryable: false, orderId: missing });
+    expect((await db().collection("webhookEvents").doc(paid.id).get()).data()).to.include({ status: "rejected", result: "dead_lettered", orderId: missing });
+    expect(await countWhere("notifications", "eventId", paid.id)).to.equal(1);
+    expect(await countWhere("auditLog", "eventId", paid.id)).to.equal(0);
   });
 });

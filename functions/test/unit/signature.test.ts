@@ -171,6 +171,75 @@ describe("verifyStripeEvent", () => {
   }
 });
 
+describe("verifyStripeEvent: envelope fields that name or fill documents", () => {
+  /** A real envelope with `change` applied, signed with the configured secret at T. */
+  function signedEnvelope(change: Record<string, unknown>, drop: string[] = []) {
+    const envelope: Record<string, unknown> = { ...event("payment_intent.succeeded", paymentIntent({ amount: 1500, orderId: "ord_1" }), { id: "evt_env", created: T }), ...change };
+    for (const key of drop) delete envelope[key];
+    const payload = JSON.stringify(envelope);
+    return { body: Buffer.from(payload, "utf8"), header: signatureHeader(payload, SECRET, T) };
+  }
+
+  const refused = (change: Record<string, unknown>, drop: string[] = []) => {
+    const { body, header } = signedEnvelope(change, drop);
+    return thrown(() => verifyStripeEvent(body, header, [SECRET], at(T)));
+  };
+
+  for (const [label, change, drop] of [
+    ["no livemode", {}, ["livemode"]],
+    ["livemode null", { livemode: null }, []],
+    ['livemode "false" (a string)', { livemode: "false" }, []],
+    ["livemode 0", { livemode: 0 }, []],
+  ] as const) {
+    it(`a signed event with ${label} → NotAnEventError (400): webhookEvents could not store it`, () => {
+      const error = refused(change, [...drop]);
+      expect(error).to.be.instanceOf(NotAnEventError);
+      expect(error.message).to.include("livemode");
+      expect(httpStatusOf(error as NotAnEventError)).to.equal(400);
+    });
+  }
+
+  it("livemode true or false verifies", () => {
+    for (const livemode of [true, false]) {
+      const { body, header } = signedEnvelope({ livemode });
+      expect(verifyStripeEvent(body, header, [SECRET], at(T)).event.livemode).to.equal(livemode);
+    }
+  });
+
+  const tooLong = `evt_${"x".repeat(252)}`;
+  for (const id of ["evt_a/b", "evt_a/b/c", "/evt_a", ".", "..", "__evt__", "", 42, null, tooLong]) {
+    const label = id === tooLong ? "256 bytes, no room for the ids derived from it" : JSON.stringify(id);
+    it(`a signed event whose id (${label}) cannot name a document → NotAnEventError (400)`, () => {
+      const error = refused({ id });
+      expect(error).to.be.instanceOf(NotAnEventError);
+      expect(error.message).to.include("not a Stripe event");
+      expect(httpStatusOf(error as NotAnEventError)).to.equal(400);
+    });
+  }
+
+  for (const created of [1e300, -1, 1.5, "1700000000", 253_402_300_800]) {
+    it(`a signed event created at ${JSON.stringify(created)} (no Timestamp can hold it) → NotAnEventError (400)`, () => {
+      const error = refused({ created });
+      expect(error).to.be.instanceOf(NotAnEventError);
+      expect(httpStatusOf(error as NotAnEventError)).to.equal(400);
+    });
+  }
+
+  it("a created of 0 or of the last second Timestamps hold verifies", () => {
+    for (const created of [0, 253_402_300_799]) {
+      const { body, header } = signedEnvelope({ created });
+      expect(verifyStripeEvent(body, header, [SECRET], at(T)).event.created).to.equal(created);
+    }
+  });
+
+  it("the longest accepted id (255 bytes) and Stripe's own ids verify", () => {
+    for (const id of [`evt_${"x".repeat(251)}`, "evt_1NG8Du2eZvKYlo2CUI79vXWy", "evt_test_0123abcd"]) {
+      const { body, header } = signedEnvelope({ id });
+      expect(verifyStripeEvent(body, header, [SECRET], at(T)).event.id).to.equal(id);
+    }
+  });
+});
+
 describe("httpStatusOf / classify", () => {
   const cases: [AppError, number][] = [
     [new MethodNotAllowedError("GET"), 405],

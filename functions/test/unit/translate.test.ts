@@ -1,5 +1,7 @@
 import { expect } from "chai";
+import { ORDER_STATUSES, type Order } from "../../src/collections/orders";
 import type { Command, OrderRef, Translation } from "../../src/domain/commands";
+import { decide } from "../../src/domain/orderMachine";
 import { HANDLED_EVENT_TYPES, eventMeta, translateEvent } from "../../src/stripe/translate";
 import { asStripeEvent, charge, checkoutSession, dispute, event, paymentIntent } from "../helpers/stripeFixtures";
 
@@ -180,6 +182,15 @@ describe("translateEvent: charges, refunds, disputes", () => {
     expect(t.orderId).to.equal("ord_3");
   });
 
+  it("an ignored event keeps only an order id that can name a document: webhookEventStatus reads the order by it", () => {
+    for (const bad of ["ord/1", "..", "__x__"]) {
+      const uncaptured = asIgnored(translate("charge.succeeded", charge({ amount: 1500, paymentIntentId: "pi_3", captured: false, orderId: bad })));
+      expect(uncaptured.orderId, bad).to.equal(null);
+      const subscription = asIgnored(translate("checkout.session.completed", { ...checkoutSession({ id: "cs_1", amount: 4200, orderId: bad }), mode: "subscription" }));
+      expect(subscription.orderId, bad).to.equal(null);
+    }
+  });
+
   it("charge.succeeded not paid → ignored", () => {
     const c = { ...charge({ amount: 1500, paymentIntentId: "pi_3" }), paid: false };
     expect(translate("charge.succeeded", c).kind).to.equal("ignored");
@@ -268,5 +279,145 @@ describe("translateEvent: everything else", () => {
   it("eventMeta: id, type, created (seconds → Date), livemode", () => {
     const e = asStripeEvent(event("payment_intent.succeeded", paymentIntent({ amount: 1 }), { id: "evt_m", created: 1_767_225_600 }));
     expect(eventMeta(e)).to.deep.equal({ id: "evt_m", type: "payment_intent.succeeded", created: new Date(1_767_225_600_000), livemode: false });
+  });
+});
+
+describe("translateEvent: objects of any shape (a signed event's object is still only JSON)", () => {
+  it("a PaymentIntent without currency → payment_succeeded with a currency no order has, not a TypeError", () => {
+    const pi: Record<string, unknown> = paymentIntent({ id: "pi_1", amount: 2500, orderId: "ord_1" });
+    delete pi.currency;
+    const t = asCommand(translate("payment_intent.succeeded", pi));
+    expect(t.command).to.deep.equal({ kind: "payment_succeeded", amount: 2500, currency: "", paymentIntentId: "pi_1", checkoutSessionId: null });
+  });
+
+  for (const bad of [undefined, null, "2500", -2500, 25.5, { value: 2500 }]) {
+    it(`a PaymentIntent whose amount is ${JSON.stringify(bad) ?? "missing"} → NaN, which equals no order's amount`, () => {
+      const pi = { ...paymentIntent({ id: "pi_1", amount: 2500, orderId: "ord_1" }), amount: bad, amount_received: bad };
+      const t = asCommand(translate("payment_intent.succeeded", pi));
+      expect(t.command).to.include({ kind: "payment_succeeded", currency: "usd" });
+      expect((t.command as Extract<Command, { kind: "payment_succeeded" }>).amount).to.be.NaN;
+    });
+  }
+
+  it("charges, refunds, disputes and Checkout Sessions without currency or amount → values no order has", () => {
+    const strip = (o: Record<string, unknown>, ...keys: string[]) => Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));
+    const commands = [
+      translate("charge.succeeded", strip(charge({ amount: 1500, paymentIntentId: "pi_2" }), "currency", "amount", "amount_captured")),
+      translate("charge.refunded", strip(charge({ amount: 1500, paymentIntentId: "pi_2", amountRefunded: 100 }), "currency", "amount")),
+      translate("charge.dispute.created", strip(dispute({ amount: 1500, paymentIntentId: "pi_2" }), "currency")),
+      translate("charge.dispute.closed", { ...dispute({ amount: 1500, paymentIntentId: "pi_2", status: "lost" }), currency: 840 }),
+      translate("checkout.session.completed", { ...checkoutSession({ amount: 1500, orderId: "ord_2" }), currency: null, amount_total: null }),
+    ].map((t) => asCommand(t).command);
+    expect(commands.map((c) => ("currency" in c ? c.currency : "n/a"))).to.deep.equal(["", "", "", "", ""]);
+    expect(commands[0]).to.have.property("amount").that.is.NaN;
+    expect(commands[1]).to.have.property("chargeAmount").that.is.NaN;
+    expect(commands[4]).to.have.property("amount").that.is.NaN;
+  });
+
+  it("charge.refunded without a usable amount_refunded → ignored, naming the field (the guard does not check it)", () => {
+    for (const bad of [undefined, "100", -1]) {
+      const c = { ...charge({ amount: 1500, paymentIntentId: "pi_3", orderId: "ord_3" }), amount_refunded: bad };
+      const t = asIgnored(translate("charge.refunded", c));
+      expect(t.reason).to.equal("charge.refunded: the object's amount_refunded is missing or malformed");
+      expect(t.orderId).to.equal("ord_3");
+    }
+  });
+
+  it("a dispute without a usable id, status or amount → ignored, naming the field (the guard checks only its currency)", () => {
+    const good = dispute({ id: "dp_1", amount: 1500, paymentIntentId: "pi_5" });
+    const reasons = [{ id: null }, { id: 7 }, { status: undefined }, { status: ["lost"] }, { amount: "1500" }].map(
+      (change) => asIgnored(translate("charge.dispute.closed", { ...good, ...change })).reason,
+    );
+    expect(reasons).to.deep.equal([
+      "charge.dispute.closed: the object's id is missing or malformed",
+      "charge.dispute.closed: the object's id is missing or malformed",
+      "charge.dispute.closed: the object's status is missing or malformed",
+      "charge.dispute.closed: the object's status is missing or malformed",
+      "charge.dispute.closed: the object's amount is missing or malformed",
+    ]);
+  });
+
+  it("a missing amount or currency is rejected by the order's identity guard in every status: order untouched, admin alerted", () => {
+    // The order the event names, with the amount, currency and PaymentIntent a well-formed event would carry.
+    const order = (status: Order["status"]): Order => ({
+      id: "ord_9",
+      userId: "user_9",
+      items: [{ sku: "sku_9", qty: 1 }],
+      amount: 1500,
+      currency: "usd",
+      status,
+      createdAt: new Date(0),
+      paymentIntentId: "pi_9",
+      ...(status === "disputed" ? { dispute: { id: "dp_9", status: "needs_response", amount: 1500, priorStatus: "finalized" as const, openedAt: new Date(0) } } : {}),
+    });
+    const noCurrency = (o: Record<string, unknown>) => ({ ...o, currency: undefined });
+    const events: [string, Record<string, unknown>, string][] = [
+      ["payment_intent.succeeded", noCurrency(paymentIntent({ id: "pi_9", amount: 1500, orderId: "ord_9" })), "currency_mismatch"],
+      ["payment_intent.succeeded", { ...paymentIntent({ id: "pi_9", amount: 1500, orderId: "ord_9" }), amount: null, amount_received: null }, "amount_mismatch"],
+      ["charge.succeeded", noCurrency(charge({ amount: 1500, paymentIntentId: "pi_9" })), "currency_mismatch"],
+      ["charge.refunded", { ...charge({ amount: 1500, paymentIntentId: "pi_9", amountRefunded: 1500 }), amount: "1500" }, "amount_mismatch"],
+      ["charge.dispute.created", noCurrency(dispute({ id: "dp_9", amount: 1500, paymentIntentId: "pi_9" })), "currency_mismatch"],
+      ["checkout.session.completed", { ...checkoutSession({ amount: 1500, orderId: "ord_9", paymentIntentId: "pi_9" }), amount_total: undefined }, "amount_mismatch"],
+    ];
+    for (const [type, object, reason] of events) {
+      const { command } = asCommand(translate(type, object));
+      for (const status of ORDER_STATUSES) {
+        const meta = { id: "evt_t", type, created: new Date(0), livemode: false };
+        const d = decide({ order: order(status), stock: new Map(), command, event: meta, now: new Date(0), options: { restockOnRefund: true } });
+        const where = `${type} on a ${status} order`;
+        if (d.kind !== "apply") throw new Error(`${where}: deferred (${d.reason})`);
+        expect([d.status, d.result], where).to.deep.equal(["rejected", reason]);
+        expect(d.orderPatch, where).to.equal(null);
+        expect(d.stockChanges, where).to.deep.equal([]);
+        expect(d.notifications.map((n) => n.kind), where).to.deep.equal(["admin_alert"]);
+      }
+    }
+  });
+
+  it("every handled type translates an object of any shape without throwing, into fields of the declared types", () => {
+    const shapes: Record<string, unknown>[] = [
+      {},
+      { metadata: { orderId: "ord_x" } },
+      { metadata: { orderId: "ord_x" }, mode: "payment", payment_status: "paid", paid: true, captured: true },
+      {
+        id: 5,
+        object: [],
+        amount: "10",
+        amount_received: {},
+        amount_captured: true,
+        amount_refunded: null,
+        amount_total: "10",
+        currency: 840,
+        metadata: "ord_x",
+        client_reference_id: 7,
+        payment_intent: { id: 3 },
+        last_payment_error: "declined",
+        cancellation_reason: 1,
+        status: {},
+        mode: "payment",
+        payment_status: "paid",
+        paid: "yes",
+        captured: 1,
+      },
+      { id: null, metadata: { orderId: "ord_x" }, payment_intent: "pi_x", last_payment_error: { code: 1, decline_code: {}, message: [] }, mode: "payment", paid: true, captured: true, status: "won", amount: 1, amount_refunded: 1 },
+    ];
+    for (const type of HANDLED_EVENT_TYPES) {
+      for (const shape of shapes) {
+        const where = `${type} ${JSON.stringify(shape)}`;
+        let t: Translation;
+        try {
+          t = translate(type, shape);
+        } catch (error) {
+          throw new Error(`${where} threw: ${String(error)}`);
+        }
+        if (t.kind === "ignored") {
+          expect(t.reason, where).to.be.a("string");
+          continue;
+        }
+        for (const [field, value] of Object.entries(t.command)) {
+          expect(value === null || typeof value === "string" || typeof value === "number", `${where}: ${field} = ${String(value)}`).to.equal(true);
+        }
+      }
+    }
   });
 });

@@ -1,0 +1,27 @@
+/**
+ * What the scheduled sweeps (abandoned reservations, notification re-drive, grace revocation) share.
+ * Each goes through its items oldest first, one transaction each; an item that throws on every run
+ * (data no code path can handle, a document deleted under it) would stop the items after it for good
+ * if it failed the run, so it is recorded, passed over, and tried again by the next run.
+ */
+
+/** One item a sweep could not handle: left as it was. */
+export interface SweepFailure {
+  id: string;
+  error: string;
+}
+
+export function sweepFailure(id: string, error: unknown): SweepFailure {
+  return { id, error: error instanceof Error ? error.message : String(error) };
+}
+
+interface SweepLogger {
+  info(message: string, fields: object): void;
+  error(message: string, fields: object): void;
+}
+
+/** One line per run, under the same message; at ERROR when items were left (`failures`), so a log alert sees them. */
+export function logSweep(logger: SweepLogger, message: string, report: { failures: readonly SweepFailure[] }): void {
+  if (report.failures.length > 0) logger.error(message, report);
+  else logger.info(message, report);
+}
