@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { FieldValue, type Firestore } from "firebase-admin/firestore";
 import { configureStockShards } from "../../src/inventory/shards";
-import { DEFAULT_RESERVATION_BATCH, ReservationBatches } from "../../src/inventory/reservationBatch";
+import { DEFAULT_RESERVATION_BATCH, PROBE_SHARDS, ReservationBatches, shuffled } from "../../src/inventory/reservationBatch";
 import { countWhere, createOrder, db, orderData, uniqueId, withTriggersPaused } from "../helpers/emulator";
 import { beforeCommits, beforeFirstCommit, countingCommits, invoke, refusingUpdatesOf, unavailableOnce, webhookDeps } from "../helpers/inProcess";
 import { event, paymentIntent, stripeId } from "../helpers/stripeFixtures";
@@ -200,6 +200,34 @@ describe("reservation batches (one instance's new orders, one transaction)", () 
       const levels = [...(await shardLevels(sku)).values()];
       expect(levels.map((l) => l.reserved)).to.deep.equal([0, 0, 0]);
       expect(levels.reduce((sum, l) => sum + l.stock, 0)).to.equal(1);
+    });
+  });
+
+  it("after its preferred shard was drained elsewhere, reads a few more shards instead of all of them; a refusal still reads every shard", async () => {
+    await withTriggersPaused(async () => {
+      const { sku, ids } = await flashSale(20, 10, 3);
+      // A fixed draw, so the test knows this instance's order of preference.
+      const random = () => 0;
+      const order = shuffled(10, random);
+      const batches = new ReservationBatches(db(), () => new Date(), { ...DEFAULT_RESERVATION_BATCH, random });
+      const shard = (n: number) => db().collection("products").doc(sku).collection("stockShards").doc(String(n));
+      const drain = (shards: number[]) => Promise.all(shards.map((n) => shard(n).update({ reserved: 2 })));
+
+      expect(await batches.reserve(ids[0])).to.equal("reserved");
+      expect(((await orderData(ids[0])).stockShards as Record<string, number>)[sku]).to.equal(order[0]);
+      expect([batches.stats.shardsRead, batches.stats.probes, batches.stats.fullReads]).to.deep.equal([1, 0, 0]);
+
+      // Other instances take the rest of its first shard and all of its second, unseen by this one.
+      await drain([order[0], order[1]]);
+      expect(await batches.reserve(ids[1])).to.equal("reserved");
+      expect(((await orderData(ids[1])).stockShards as Record<string, number>)[sku]).to.equal(order[2]);
+      // Its preferred shard (1), then the next PROBE_SHARDS: not all ten.
+      expect([batches.stats.shardsRead, batches.stats.probes, batches.stats.fullReads]).to.deep.equal([1 + 1 + PROBE_SHARDS, 1, 0]);
+
+      await drain(order);
+      expect(await batches.reserve(ids[2])).to.equal("out_of_stock");
+      expect(batches.stats.fullReads, "a refusal rests on a read of every shard").to.equal(1);
+      expect(batches.stats.shardsRead).to.equal(1 + 1 + PROBE_SHARDS + 10);
     });
   });
 

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import type { DocumentReference } from "firebase-admin/firestore";
 import type { Order, OrderLine } from "../../src/collections/orders";
 import type { Firestore } from "firebase-admin/firestore";
-import { DEFAULT_RESERVATION_BATCH, planReservations, preferredShards, ReservationBatches, shuffled, take, type StockSlot } from "../../src/inventory/reservationBatch";
+import { DEFAULT_RESERVATION_BATCH, planReservations, nextShards, preferredShards, ReservationBatches, shuffled, take, type StockSlot } from "../../src/inventory/reservationBatch";
 import { prng } from "../helpers/prng";
 
 /** inventory/reservationBatch.ts, its pure parts: a batch decided in arrival order, units taken from few shards. */
@@ -80,6 +80,16 @@ describe("preferredShards (which shards a batch reads first)", () => {
   it("counts a shard not seen yet as holding the whole demand, and reads none when every shard was seen empty", () => {
     expect(preferredShards({ order: [2, 0, 1], available: new Map() }, 7)).to.deep.equal([2]);
     expect(preferredShards({ order: [1, 0], available: new Map([[0, 0], [1, 0]]) }, 1)).to.deep.equal([]);
+  });
+});
+
+describe("nextShards (what a batch reads after its preferred shards were short)", () => {
+  it("follows the instance's order past the shards already read, skips shards seen empty, and stops at the count", () => {
+    const view = { order: [4, 0, 3, 1, 2, 6, 5], available: new Map([[4, 0], [0, 0], [3, 5], [6, 0]]) };
+    // 0 was read (and found empty, as its view now says), 4 and 6 were seen empty earlier.
+    expect(nextShards(view, [0], 2)).to.deep.equal([3, 1]);
+    expect(nextShards(view, [0], 4)).to.deep.equal([3, 1, 2, 5]);
+    expect(nextShards(view, [0, 3, 1, 2, 5], 4)).to.deep.equal([]);
   });
 });
 
