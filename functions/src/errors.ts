@@ -92,5 +92,14 @@ export function grpcCodeOf(error: unknown): number | null {
   return null;
 }
 
+/**
+ * Firestore itself failing (unavailable, overloaded, too slow), for every document alike: whatever ran
+ * into it would fail the same way for its neighbours, so it fails as a whole and is retried.
+ */
+export function isFirestoreFailing(error: unknown): boolean {
+  const code = grpcCodeOf(error);
+  return code === 4 /* DEADLINE_EXCEEDED */ || code === 8 /* RESOURCE_EXHAUSTED */ || code === 14 /* UNAVAILABLE */;
+}
+
 export const GRPC_ALREADY_EXISTS = 6;
 export const GRPC_FAILED_PRECONDITION = 9;

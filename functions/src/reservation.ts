@@ -5,7 +5,7 @@ import { decideAbandonedRelease, type AbandonPolicy } from "./domain/reservation
 import type { ReservationBatches, ReservationOutcome } from "./inventory/reservationBatch";
 import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
 import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
-import { sweepFailure, type SweepFailure } from "./sweeps";
+import { passOver, type SweepFailure } from "./sweeps";
 
 export type { ReservationOutcome } from "./inventory/reservationBatch";
 
@@ -64,26 +64,38 @@ export interface SweepReport {
   failures: SweepFailure[];
 }
 
+/** Pages a run goes on past, each of `limit` orders that all failed, before it stops. */
+const MAX_FAILED_PAGES = 5;
+
 /**
  * The abandoned-reservation sweep (scheduled): orders still `reserved` past their hold are canceled
  * and their stock released. A payment that arrives later finalizes if stock allows, else needs_review.
  * An order whose release throws (its held shard deleted, say) is reported and passed over (sweeps.ts).
+ * A page of `limit` orders that all failed would be the next run's first page again, so the run goes
+ * on past it, a few pages at most.
  */
 export async function releaseAbandonedReservations(deps: ReservationDeps, policy: AbandonPolicy, limit = 200): Promise<SweepReport> {
   const cutoff = new Date(deps.now().getTime() - Math.min(policy.holdMs, policy.checkoutHoldMs));
-  const candidates = await deps.db.collection(ORDERS).where("status", "==", "reserved").where("createdAt", "<=", cutoff).orderBy("createdAt").limit(limit).get();
+  const query = deps.db.collection(ORDERS).where("status", "==", "reserved").where("createdAt", "<=", cutoff).orderBy("createdAt").limit(limit);
   const report: SweepReport = { examined: 0, canceled: 0, skipped: 0, failures: [] };
-  for (const doc of candidates.docs) {
-    report.examined += 1;
-    let outcome: ReservationOutcome;
-    try {
-      outcome = await releaseIfAbandoned(deps, doc.id, policy);
-    } catch (error) {
-      report.failures.push(sweepFailure(doc.id, error));
-      continue;
+  let page = await query.get();
+  for (let failedPages = 0; ; ) {
+    const failedBefore = report.failures.length;
+    for (const doc of page.docs) {
+      report.examined += 1;
+      let outcome: ReservationOutcome;
+      try {
+        outcome = await releaseIfAbandoned(deps, doc.id, policy);
+      } catch (error) {
+        passOver(report.failures, doc.id, error);
+        continue;
+      }
+      if (outcome === "canceled") report.canceled += 1;
+      else report.skipped += 1;
     }
-    if (outcome === "canceled") report.canceled += 1;
-    else report.skipped += 1;
+    const allFailed = page.size === limit && report.failures.length - failedBefore === page.size;
+    if (!allFailed || ++failedPages >= MAX_FAILED_PAGES) break;
+    page = await query.startAfter(page.docs[page.size - 1]).get();
   }
   return report;
 }

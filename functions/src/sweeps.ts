@@ -1,8 +1,11 @@
+import { isFirestoreFailing } from "./errors";
+
 /**
  * What the scheduled sweeps (abandoned reservations, notification re-drive, grace revocation) share.
  * Each goes through its items oldest first, one transaction each; an item that throws on every run
  * (data no code path can handle, a document deleted under it) would stop the items after it for good
- * if it failed the run, so it is recorded, passed over, and tried again by the next run.
+ * if it failed the run, so it is recorded, passed over, and tried again by the next run. Firestore
+ * itself failing is no item's fault: the run stops and fails as a whole, as it would for every item.
  */
 
 /** One item a sweep could not handle: left as it was. */
@@ -11,8 +14,10 @@ export interface SweepFailure {
   error: string;
 }
 
-export function sweepFailure(id: string, error: unknown): SweepFailure {
-  return { id, error: error instanceof Error ? error.message : String(error) };
+/** Records an item that threw, to be passed over; rethrows when Firestore itself is failing. */
+export function passOver(failures: SweepFailure[], id: string, error: unknown): void {
+  if (isFirestoreFailing(error)) throw error;
+  failures.push({ id, error: error instanceof Error ? error.message : String(error) });
 }
 
 interface SweepLogger {

@@ -3,7 +3,7 @@ import { orderRef, quantitiesBySku, type Order, type ShardHolding } from "../col
 import { countsToRewrite, productRef, stockShardRef, type Product, type StockLevel } from "../collections/products";
 import { toCount } from "../collections/firestoreValues";
 import { DEFAULT_OPTIMISTIC, directReader, isConflict, OptimisticTransaction, ReadConflict, sameVersion, servedFirst, type OptimisticOptions, type TransactionLike } from "../concurrency/optimistic";
-import { grpcCodeOf } from "../errors";
+import { isFirestoreFailing } from "../errors";
 import { decideReservation, type ReservationDecision } from "../domain/reservation";
 import { isDocumentId } from "../domain/ids";
 import { queueNotifications, withShards, writeAudit } from "../webhook/applyEvent";
@@ -28,11 +28,6 @@ export interface ReservationBatchOptions {
 
 export const DEFAULT_RESERVATION_BATCH: ReservationBatchOptions = { maxOrders: 100, maxWrites: 450, optimistic: DEFAULT_OPTIMISTIC };
 
-/**
- * Firestore itself failing (unavailable, overloaded, too slow): every order of the batch would fail
- * alone as well, so the batch fails as a whole and each trigger is retried, as it would be alone.
- */
-const FIRESTORE_FAILING = new Set([4 /* DEADLINE_EXCEEDED */, 8 /* RESOURCE_EXHAUSTED */, 14 /* UNAVAILABLE */]);
 
 /**
  * Lost races after which a batch decides again on a fresh read, before it splits: each one needs a
@@ -307,7 +302,8 @@ export class ReservationBatches {
         settled.set(ids[0], { error: failure });
         return;
       }
-      if (FIRESTORE_FAILING.has(grpcCodeOf(failure) ?? -1)) {
+      // Every order of the batch would fail alone as well: each trigger is retried, as it would be alone.
+      if (isFirestoreFailing(failure)) {
         for (const id of ids) settled.set(id, { error: failure });
         return;
       }

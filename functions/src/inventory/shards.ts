@@ -73,9 +73,10 @@ export async function reconcileProduct(db: Firestore, sku: string): Promise<Reco
     // not its commit time): an aggregation snapshot older than these locked reads never overwrites them.
     // One taken while this commits may; the aggregations of the shard writes below come after it.
     const aggregatedAt = productSnapshot.readTime;
-    // A `stock` typed as text or a fraction ("12", 12.4) reads as the whole number but still differs from
-    // `stockSynced` to the edit trigger: written back as that number, or every run would trigger the next.
-    const storedAsRead = productSnapshot.get("stock") === product.stock;
+    // A `stock` or `stockSynced` typed as text or a fraction ("12", 12.4) reads as the whole number but
+    // still differs from the other to the edit trigger: written back as that number, or every run's
+    // write would trigger the next.
+    const storedAsRead = productSnapshot.get("stock") === product.stock && productSnapshot.get("stockSynced") === product.stockSynced;
     if (edit === 0 && storedAsRead && stock === product.stock && reserved === product.reserved && stock === product.stockSynced) {
       tx.update(ref, { aggregatedAt });
       return "unchanged";

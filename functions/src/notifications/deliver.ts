@@ -1,7 +1,7 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { NOTIFICATIONS, notificationRef, queuedNotification, type Notification } from "../collections/notifications";
 import type { NotificationProvider } from "./providers";
-import { sweepFailure, type SweepFailure } from "../sweeps";
+import { passOver, type SweepFailure } from "../sweeps";
 
 export interface DeliveryOptions {
   /** Attempts before a notification is `dead` and an admin is alerted. */
@@ -142,7 +142,7 @@ export async function redriveNotifications(deps: DeliveryDeps, limit = 100): Pro
     try {
       report[await deliverNotification(deps, doc.id, "redrive")] += 1;
     } catch (error) {
-      report.failures.push(sweepFailure(doc.id, error));
+      passOver(report.failures, doc.id, error);
     }
   }
   return report;

@@ -3,7 +3,7 @@ import { CUSTOMERS, customerRef } from "../collections/customers";
 import { queueNotifications, writeAudit } from "../webhook/applyEvent";
 import { customerState, notYetQueued, readUser } from "./apply";
 import { decideGraceExpiry } from "./machine";
-import { sweepFailure, type SweepFailure } from "../sweeps";
+import { passOver, type SweepFailure } from "../sweeps";
 
 export interface GraceDeps {
   db: Firestore;
@@ -40,7 +40,7 @@ export async function revokeExpiredGrace(deps: GraceDeps, now: Date): Promise<Gr
       try {
         if (await recomputeEntitlement(deps.db, doc.id, now)) report.revoked += 1;
       } catch (error) {
-        report.failures.push(sweepFailure(doc.id, error));
+        passOver(report.failures, doc.id, error);
       }
     }
     if (due.size < PAGE || fresh.length === 0) break;

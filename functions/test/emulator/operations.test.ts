@@ -256,10 +256,11 @@ describe("operations: failures are visible and recoverable", () => {
     await seedProduct(sku, 10);
     const stuck = uniqueId("order");
     const healthy = uniqueId("order");
-    const window = pastWindow();
-    // The stuck order is the older: the sweep meets it first.
-    await createOrder({ id: stuck, items: [{ sku: hot, qty: 1 }], amount: 300, createdAt: window.start });
-    await createOrder({ id: healthy, items: [{ sku, qty: 2 }], amount: 600, createdAt: window.after(1000) });
+    // The first instant of 2001, older than any other test's order (pastWindow): the sweep meets the
+    // stuck order first, then the healthy one, whatever else is reserved in 2001.
+    const start = new Date(Date.UTC(2001, 0, 1));
+    await createOrder({ id: stuck, items: [{ sku: hot, qty: 1 }], amount: 300, createdAt: start });
+    await createOrder({ id: healthy, items: [{ sku, qty: 2 }], amount: 600, createdAt: new Date(start.getTime() + 1) });
     await waitForOrderStatus(stuck, "reserved");
     await waitForOrderStatus(healthy, "reserved");
     const held = (await orderData(stuck)).stockShards as Record<string, number>;
@@ -268,9 +269,11 @@ describe("operations: failures are visible and recoverable", () => {
     // Deleted by hand in the console: the release's increment of the held shard can never commit.
     await shard.delete();
 
-    const deps = reservationDeps(db(), () => window.after(31 * 60_000));
-    const report = await releaseAbandonedReservations(deps, DEFAULT_ABANDON_POLICY, 500);
-    expect(report.failures.map((f) => f.id)).to.include(stuck);
+    const deps = reservationDeps(db(), () => new Date(start.getTime() + 31 * 60_000));
+    // Pages of one order: the first page fails entirely, and the run goes on to the next.
+    const report = await releaseAbandonedReservations(deps, DEFAULT_ABANDON_POLICY, 1);
+    expect(report.failures.map((f) => f.id)).to.deep.equal([stuck]);
+    expect(report.canceled).to.equal(1);
     expect((await orderData(stuck)).status).to.equal("reserved");
     expect((await orderData(healthy)).status).to.equal("canceled");
     expect(await productData(sku)).to.deep.equal({ stock: 10, reserved: 0 });

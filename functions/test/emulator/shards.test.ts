@@ -153,6 +153,11 @@ describe("stock shards for a hot product", () => {
         expect(after.get("stockSynced")).to.equal(12);
         expect(await shardSums(sku)).to.deep.equal({ stock: 12, reserved: 0, shards: 3 });
       }
+      // The same for stockSynced, which only this backend writes, typed over in the console.
+      await product.update({ stockSynced: "12" });
+      expect(await reconcileProduct(db(), sku)).to.equal("aggregated");
+      expect((await product.get()).get("stockSynced")).to.equal(12);
+      expect(await reconcileProduct(db(), sku)).to.equal("unchanged");
       // A typed edit is still an edit: "15" is three more units, spread over the shards, stored as 15.
       await product.update({ stock: "15" });
       expect(await reconcileProduct(db(), sku)).to.equal("operator_edit_applied");
