@@ -16,7 +16,7 @@ import { releaseAbandonedReservations, reserveStockForOrder } from "./reservatio
 import { createBillingPortalSessionCallable, createSubscriptionCheckoutCallable } from "./subscriptions/callables";
 import { roleChanged, syncRoleClaim } from "./subscriptions/claims";
 import { revokeExpiredGrace } from "./subscriptions/grace";
-import { logSweep } from "./sweeps";
+import { runSweep } from "./sweeps";
 import { runtime } from "./runtime";
 
 setGlobalOptions({ region: "us-central1" });
@@ -46,12 +46,12 @@ export const deliverQueuedNotification = onDocumentCreated({ document: "notifica
 });
 
 export const redriveFailedNotifications = onSchedule("every 5 minutes", async () => {
-  logSweep(logger, "notification re-drive", await redriveNotifications(runtime().delivery));
+  await runSweep(logger, "notification re-drive", () => redriveNotifications(runtime().delivery));
 });
 
 export const releaseAbandonedReservationsSweep = onSchedule("every 5 minutes", async () => {
   const { reservation, abandonPolicy } = runtime();
-  logSweep(logger, "abandoned reservation sweep", await releaseAbandonedReservations(reservation, abandonPolicy));
+  await runSweep(logger, "abandoned reservation sweep", () => releaseAbandonedReservations(reservation, abandonPolicy));
 });
 
 // Sharded (hot) products: the product document is the sum of its shards; an operator edit is spread over them.
@@ -92,5 +92,5 @@ export const syncStripeRoleClaim = onDocumentWritten({ document: "customers/{uid
 // Revokes the role of subscribers whose grace passed unpaid; a repeated run finds nothing to do.
 export const revokeExpiredGraceSweep = onSchedule("every 10 minutes", async () => {
   const { grace } = runtime();
-  logSweep(logger, "grace revocation", await revokeExpiredGrace(grace, grace.now()));
+  await runSweep(logger, "grace revocation", () => revokeExpiredGrace(grace, grace.now()));
 });

@@ -64,23 +64,23 @@ export interface SweepReport {
   failures: SweepFailure[];
 }
 
-/** Pages a run goes on past, each of `limit` orders that all failed, before it stops. */
-const MAX_FAILED_PAGES = 5;
+/** Pages of `limit` orders one run reads at most. */
+const MAX_PAGES = 5;
 
 /**
  * The abandoned-reservation sweep (scheduled): orders still `reserved` past their hold are canceled
  * and their stock released. A payment that arrives later finalizes if stock allows, else needs_review.
  * An order whose release throws (its held shard deleted, say) is reported and passed over (sweeps.ts).
- * A page of `limit` orders that all failed would be the next run's first page again, so the run goes
- * on past it, a few pages at most.
+ * Orders that stay (those, and orders a Checkout Session still holds, which the 30-minute cutoff
+ * includes) would be the next run's first page again: a full page is followed by the next one, up to
+ * MAX_PAGES, so up to that many of them cannot hold up the abandoned ones behind them.
  */
 export async function releaseAbandonedReservations(deps: ReservationDeps, policy: AbandonPolicy, limit = 200): Promise<SweepReport> {
   const cutoff = new Date(deps.now().getTime() - Math.min(policy.holdMs, policy.checkoutHoldMs));
   const query = deps.db.collection(ORDERS).where("status", "==", "reserved").where("createdAt", "<=", cutoff).orderBy("createdAt").limit(limit);
   const report: SweepReport = { examined: 0, canceled: 0, skipped: 0, failures: [] };
   let page = await query.get();
-  for (let failedPages = 0; ; ) {
-    const failedBefore = report.failures.length;
+  for (let pages = 1; ; pages++) {
     for (const doc of page.docs) {
       report.examined += 1;
       let outcome: ReservationOutcome;
@@ -93,8 +93,8 @@ export async function releaseAbandonedReservations(deps: ReservationDeps, policy
       if (outcome === "canceled") report.canceled += 1;
       else report.skipped += 1;
     }
-    const allFailed = page.size === limit && report.failures.length - failedBefore === page.size;
-    if (!allFailed || ++failedPages >= MAX_FAILED_PAGES) break;
+    // The cursor is the last order's createdAt and id: orders released meanwhile skip nothing.
+    if (page.size < limit || pages >= MAX_PAGES) break;
     page = await query.startAfter(page.docs[page.size - 1]).get();
   }
   return report;

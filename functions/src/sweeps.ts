@@ -25,8 +25,20 @@ interface SweepLogger {
   error(message: string, fields: object): void;
 }
 
-/** One line per run, under the same message; at ERROR when items were left (`failures`), so a log alert sees them. */
-export function logSweep(logger: SweepLogger, message: string, report: { failures: readonly SweepFailure[] }): void {
+/**
+ * Runs one sweep and writes its one line, under the same message either way: at ERROR when items were
+ * left (`failures`) or the run failed as a whole (`error`, rethrown so the run shows as failed), so the
+ * log-based alert on that message sees both.
+ */
+export async function runSweep<R extends { failures: readonly SweepFailure[] }>(logger: SweepLogger, message: string, sweep: () => Promise<R>): Promise<R> {
+  let report: R;
+  try {
+    report = await sweep();
+  } catch (error) {
+    logger.error(message, { error: error instanceof Error ? error.message : String(error) });
+    throw error;
+  }
   if (report.failures.length > 0) logger.error(message, report);
   else logger.info(message, report);
+  return report;
 }

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { logSweep, passOver, type SweepFailure } from "../../src/sweeps";
+import { passOver, runSweep, type SweepFailure } from "../../src/sweeps";
 
 describe("sweeps: an item that throws is passed over, Firestore failing is not", () => {
   it("records an item's error by id and goes on", () => {
@@ -25,16 +25,23 @@ describe("sweeps: an item that throws is passed over, Firestore failing is not",
     });
   }
 
-  it("logs one line per run under the sweep's message, at ERROR only when items were left", () => {
+  it("logs one line per run under the sweep's message: INFO when clean, ERROR when items were left or the run failed (rethrown)", async () => {
     const lines: Array<[string, string, object]> = [];
     const logger = { info: (m: string, f: object) => lines.push(["info", m, f]), error: (m: string, f: object) => lines.push(["error", m, f]) };
     const clean = { examined: 2, failures: [] };
     const left = { examined: 2, failures: [{ id: "order-1", error: "boom" }] };
-    logSweep(logger, "abandoned reservation sweep", clean);
-    logSweep(logger, "abandoned reservation sweep", left);
+    const unavailable = Object.assign(new Error("14 UNAVAILABLE"), { code: 14 });
+    expect(await runSweep(logger, "abandoned reservation sweep", async () => clean)).to.equal(clean);
+    expect(await runSweep(logger, "abandoned reservation sweep", async () => left)).to.equal(left);
+    const failed = await runSweep(logger, "abandoned reservation sweep", () => Promise.reject(unavailable)).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(failed).to.equal(unavailable);
     expect(lines).to.deep.equal([
       ["info", "abandoned reservation sweep", clean],
       ["error", "abandoned reservation sweep", left],
+      ["error", "abandoned reservation sweep", { error: "14 UNAVAILABLE" }],
     ]);
   });
 });
