@@ -1,6 +1,7 @@
 import Stripe from "stripe";
 import { isDocumentId } from "../domain/ids";
 import { ConfigurationError, NotAnEventError, SignatureError } from "../errors";
+import { MAX_TIMESTAMP_SECONDS } from "./fields";
 
 /** Stripe's recommended tolerance between the signed timestamp and now. */
 export const SIGNATURE_TOLERANCE_SECONDS = 300;
@@ -82,8 +83,6 @@ export function verifyStripeEvent(
  */
 const MAX_EVENT_ID_BYTES = 255;
 
-/** 10000-01-01T00:00:00Z: Firestore Timestamps end just before it. */
-const MAX_CREATED_SECONDS = 253_402_300_800;
 
 /**
  * The envelope's id names documents and its fields fill the webhookEvents record, inside the event's
@@ -99,7 +98,7 @@ function assertIsEvent(value: unknown): asserts value is Stripe.Event {
     // Seconds since the epoch, stored as a Timestamp, which ends with the year 9999.
     Number.isSafeInteger(v.created) &&
     (v.created as number) >= 0 &&
-    (v.created as number) < MAX_CREATED_SECONDS &&
+    (v.created as number) <= MAX_TIMESTAMP_SECONDS &&
     typeof v.livemode === "boolean" &&
     typeof data === "object" &&
     data !== null &&

@@ -1,6 +1,7 @@
 import type Stripe from "stripe";
 import type { Command, EventMeta, OrderRef, PaymentIds, Translation } from "../domain/commands";
 import { isDocumentId } from "../domain/ids";
+import { idOf, malformedReason, nonEmpty, textOf } from "./fields";
 
 /**
  * The only module that reads Stripe objects: it turns a verified event into the project's own
@@ -147,15 +148,14 @@ function ignored(reason: string, orderId: string | null): Translation {
 }
 
 function malformed(type: string, field: string, orderId: string | null): Translation {
-  return ignored(`${type}: the object's ${field} is missing or malformed`, orderId);
+  return ignored(malformedReason(type, field), orderId);
 }
 
 /*
- * A signed event is Stripe's, but its object is still only JSON: the types Stripe's SDK declares are
- * not checked, and a throw here would answer 500 on every redelivery. So each field is read as unknown.
- * An amount or currency the identity guard compares that is missing or malformed becomes a value no
- * order has (NaN, ""): the guard then rejects the event (200, order untouched, audit entry and admin
- * alert), as it rejects any amount or currency that does not match the order.
+ * Fields are read as unknown (fields.ts). An amount or currency the identity guard compares that is
+ * missing or malformed becomes a value no order has (NaN, ""): the guard then rejects the event (200,
+ * order untouched, audit entry and admin alert), as it rejects any amount or currency that does not
+ * match the order.
  */
 
 /** A Stripe amount in minor units; NaN, which equals no order's amount, when it is not one. */
@@ -172,10 +172,6 @@ function currencyOf(value: unknown): string {
   return typeof value === "string" ? value.toLowerCase() : "";
 }
 
-function textOf(value: unknown): string | null {
-  return typeof value === "string" ? value : null;
-}
-
 function piIds(paymentIntentId: string | null): PaymentIds {
   return { paymentIntentId, checkoutSessionId: null };
 }
@@ -190,14 +186,4 @@ function sessionOrderId(session: Stripe.Checkout.Session): string | null {
 
 function metadataOrderId(metadata: unknown): string | null {
   return typeof metadata === "object" && metadata !== null ? nonEmpty((metadata as Record<string, unknown>).orderId) : null;
-}
-
-function nonEmpty(value: unknown): string | null {
-  return typeof value === "string" && value.trim().length > 0 ? value.trim() : null;
-}
-
-/** An id given as a string or as an expanded object. */
-function idOf(value: unknown): string | null {
-  if (typeof value === "object" && value !== null) return nonEmpty((value as Record<string, unknown>).id);
-  return nonEmpty(value);
 }

@@ -3,6 +3,7 @@ import { CUSTOMER_UID_METADATA_KEY } from "../collections/customers";
 import { isPriceId } from "../collections/plans";
 import { isSubscriptionStatus } from "../collections/subscriptions";
 import { isDocumentId } from "../domain/ids";
+import { idOf, MAX_TIMESTAMP_SECONDS, malformedReason, nonEmpty, textOf } from "../stripe/fields";
 import type { SubscriptionChange, SubscriptionCommand, SubscriptionState, SubscriptionTranslation } from "./commands";
 
 /**
@@ -173,13 +174,10 @@ function recordOf(value: unknown): Json | null {
 
 const MALFORMED = Symbol("malformed");
 
-// Timestamp.fromDate throws outside 0001-01-01..9999-12-31: a time beyond it could never be written.
-const MAX_SECONDS = 253_402_300_799;
-
 /** A Stripe time (Unix seconds): null when absent, MALFORMED when present but not one a document can hold. */
 function timeOf(value: unknown): Date | null | typeof MALFORMED {
   if (value === null || value === undefined) return null;
-  return typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= MAX_SECONDS ? new Date(value * 1000) : MALFORMED;
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= MAX_TIMESTAMP_SECONDS ? new Date(value * 1000) : MALFORMED;
 }
 
 /** The uid our checkout wrote into the metadata (`firebaseUid`, as on the Stripe Customer), or a plain `uid`. */
@@ -192,19 +190,7 @@ function metadataClaim(metadata: unknown): string | null {
  * A claim names no document: it is only compared with the uid the customer maps to. So one that is not
  * a document id stays a claim, and ends as customer_mismatch (rejected, admin alert), not as no claim.
  */
-function claimOf(value: unknown): string | null {
-  return typeof value === "string" && value.trim().length > 0 ? value.trim() : null;
-}
-
-function textOf(value: unknown): string | null {
-  return typeof value === "string" ? value : null;
-}
-
-/** An id given as a string or as an expanded object. */
-function idOf(value: unknown): string | null {
-  if (typeof value === "object" && value !== null) return claimOf((value as Json).id);
-  return claimOf(value);
-}
+const claimOf = nonEmpty;
 
 function stripeId(pattern: RegExp, value: unknown): string | null {
   return isDocumentId(value) && pattern.test(value) ? value : null;
@@ -214,10 +200,6 @@ function stripeId(pattern: RegExp, value: unknown): string | null {
 function shown(value: unknown): string {
   const text = value === undefined ? "missing" : JSON.stringify(value);
   return text.length > 120 ? `${text.slice(0, 120)}…` : text;
-}
-
-function malformedReason(type: string, field: string): string {
-  return `${type}: the object's ${field} is missing or malformed`;
 }
 
 function malformed(type: string, field: string): SubscriptionTranslation {
