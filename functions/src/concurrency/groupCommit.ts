@@ -434,16 +434,17 @@ class ReadRounds {
     });
   }
 
-  /** A query cannot join a round: it goes out on its own, and its member counts as waiting meanwhile. */
+  /**
+   * A query cannot join a round: it goes out on its own, and its member counts as waiting meanwhile. It
+   * is that member's alone: when it fails (a missing index, say), the member's body gets the error and
+   * its neighbours go on, as they would have without it.
+   */
   private async query<A, D extends DocumentData>(member: object, query: Query<A, D>): Promise<QuerySnapshot<A, D>> {
     if (this.failure !== null) throw this.failure.error;
     this.block(member);
     this.maybeFlush();
     try {
       return await this.startCall(() => query.get());
-    } catch (error) {
-      this.failure ??= { error };
-      throw error;
     } finally {
       this.unblock(member);
     }

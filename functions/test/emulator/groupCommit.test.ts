@@ -98,6 +98,32 @@ describe("group commit", () => {
     expect(group.stats).to.include({ groups: 1, failedGroups: 0 });
   });
 
+  it("fails alone a member whose query fails (a missing index, say): the others commit in their first group", async () => {
+    const { input, output } = await fixture(6);
+    const counted = countingCommits(db());
+    const group = new GroupCommit(counted.db, OPTIONS);
+    const refused = Object.assign(new Error("9 FAILED_PRECONDITION: The query requires an index."), { code: 9 });
+    const real = db().collection("groupCommit").where("value", "==", 3);
+    // The real query, except that the server refuses it.
+    const unindexed = Object.assign(Object.create(real) as typeof real, { get: () => Promise.reject(refused) });
+
+    const settled = await outcomes(
+      Array.from({ length: 6 }, (_, i) =>
+        group.run(async (tx) => {
+          const value = Number((await tx.get(input(i))).get("value"));
+          if (i === 3) await tx.get(unindexed);
+          tx.create(output(i), { value });
+          return value;
+        }),
+      ),
+    );
+
+    expect(settled.map((s) => (s instanceof Error ? s.message : s))).to.deep.equal([0, 1, 2, refused.message, 4, 5]);
+    expect(await outputs(output, 6)).to.deep.equal([0, 1, 2, null, 4, 5]);
+    expect(counted.count()).to.equal(1);
+    expect(group.stats).to.include({ groups: 1, members: 6, failedGroups: 0, alone: 0 });
+  });
+
   it("after a conflict, commits the others together again and runs again only the member whose create found its document", async () => {
     const { input, output } = await fixture(8);
     await output(5).set({ value: -1 });
