@@ -28,7 +28,6 @@ export interface ReservationBatchOptions {
 
 export const DEFAULT_RESERVATION_BATCH: ReservationBatchOptions = { maxOrders: 100, maxWrites: 450, optimistic: DEFAULT_OPTIMISTIC };
 
-
 /**
  * Lost races after which a batch decides again on a fresh read, before it splits: each one needs a
  * document it was guarded on to have been written since the last read (checkout stores each order's
@@ -371,8 +370,8 @@ export class ReservationBatches {
   /**
    * The stock the orders' lines draw on, per SKU: a plain product's document, or the shards of a sharded
    * one that this instance prefers and that, as last seen, hold the batch's demand (when those turn out
-   * short, PROBE_SHARDS more, then all of them). A SKU that cannot name a document, or names no product, gets no slot: the
-   * decision refuses its line.
+   * short, PROBE_SHARDS more, then all of them). A SKU that cannot name a document, or names no product,
+   * gets no slot: the decision refuses its line.
    */
   private async readStock(tx: TransactionLike, orders: readonly Order[]): Promise<Map<string, StockSlot[]>> {
     const demand = new Map<string, number>();
@@ -393,19 +392,17 @@ export class ReservationBatches {
       }
     }
     if (sharded.length === 0) return slots;
-    const short = (wanted: ReadonlyArray<{ product: Product; shards: readonly number[] }>) =>
+    const short = <W extends { product: Product }>(wanted: readonly W[]): W[] =>
       wanted.filter(({ product }) => (slots.get(product.sku) ?? []).reduce((sum, s) => sum + s.available, 0) < (demand.get(product.sku) ?? 0));
     const first = sharded.map((product) => ({ product, shards: preferredShards(this.view(product), demand.get(product.sku) ?? 0) }));
     await this.readShards(tx, first, slots);
     // Measured at K = 3 and 6 (docs/performance.md, thirteenth round): a few more shards, then all.
-    const probe = short(first).map(({ product, shards }) => ({ product, shards: nextShards(this.view(product), shards, PROBE_SHARDS) }));
+    const probe = short(first).map(({ product, shards }) => ({ product, before: shards, shards: nextShards(this.view(product), shards, PROBE_SHARDS) }));
     if (probe.some(({ shards }) => shards.length > 0)) {
       this.stats.probes++;
       await this.readShards(tx, probe, slots);
     }
-    const read = new Map(first.map(({ product, shards }) => [product.sku, [...shards]]));
-    for (const { product, shards } of probe) read.get(product.sku)?.push(...shards);
-    const rest = short(first).map(({ product }) => ({ product, shards: this.view(product).order.filter((s) => !(read.get(product.sku) ?? []).includes(s)) }));
+    const rest = short(probe).map(({ product, before, shards }) => ({ product, shards: this.view(product).order.filter((s) => !before.includes(s) && !shards.includes(s)) }));
     if (rest.some(({ shards }) => shards.length > 0)) {
       this.stats.fullReads++;
       await this.readShards(tx, rest, slots);

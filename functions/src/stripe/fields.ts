@@ -8,6 +8,11 @@
 /** The last second a Firestore Timestamp holds (9999-12-31T23:59:59Z), as Unix seconds. */
 export const MAX_TIMESTAMP_SECONDS = 253_402_300_799;
 
+/** An object's fields; null for anything else (an array included). */
+export function recordOf(value: unknown): Record<string, unknown> | null {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+}
+
 /** A non-empty string, trimmed; null for anything else. */
 export function nonEmpty(value: unknown): string | null {
   return typeof value === "string" && value.trim().length > 0 ? value.trim() : null;
@@ -19,7 +24,7 @@ export function textOf(value: unknown): string | null {
 
 /** An id given as a string or as an expanded object. */
 export function idOf(value: unknown): string | null {
-  if (typeof value === "object" && value !== null) return nonEmpty((value as Record<string, unknown>).id);
+  if (typeof value === "object" && value !== null) return nonEmpty(recordOf(value)?.id);
   return nonEmpty(value);
 }
 

@@ -1,7 +1,7 @@
 import type Stripe from "stripe";
 import type { Command, EventMeta, OrderRef, PaymentIds, Translation } from "../domain/commands";
 import { isDocumentId } from "../domain/ids";
-import { idOf, malformedReason, nonEmpty, textOf } from "./fields";
+import { idOf, malformedReason, nonEmpty, recordOf, textOf } from "./fields";
 
 /**
  * The only module that reads Stripe objects: it turns a verified event into the project's own
@@ -185,5 +185,5 @@ function sessionOrderId(session: Stripe.Checkout.Session): string | null {
 }
 
 function metadataOrderId(metadata: unknown): string | null {
-  return typeof metadata === "object" && metadata !== null ? nonEmpty((metadata as Record<string, unknown>).orderId) : null;
+  return nonEmpty(recordOf(metadata)?.orderId);
 }

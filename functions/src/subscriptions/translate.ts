@@ -3,7 +3,7 @@ import { CUSTOMER_UID_METADATA_KEY } from "../collections/customers";
 import { isPriceId } from "../collections/plans";
 import { isSubscriptionStatus } from "../collections/subscriptions";
 import { isDocumentId } from "../domain/ids";
-import { idOf, MAX_TIMESTAMP_SECONDS, malformedReason, nonEmpty, textOf } from "../stripe/fields";
+import { idOf, MAX_TIMESTAMP_SECONDS, malformedReason, nonEmpty, recordOf, textOf } from "../stripe/fields";
 import type { SubscriptionChange, SubscriptionCommand, SubscriptionState, SubscriptionTranslation } from "./commands";
 
 /**
@@ -166,10 +166,6 @@ function invoiceSubscription(invoice: Json): unknown {
 /** The event's `data.object`, or null when it is not an object (then nothing on it can be read). */
 function dataObject(event: Stripe.Event): Json | null {
   return recordOf(recordOf(recordOf(event)?.data)?.object);
-}
-
-function recordOf(value: unknown): Json | null {
-  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Json) : null;
 }
 
 const MALFORMED = Symbol("malformed");
