@@ -5,7 +5,7 @@ import { decideAbandonedRelease, type AbandonPolicy } from "./domain/reservation
 import type { ReservationBatches, ReservationOutcome } from "./inventory/reservationBatch";
 import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
 import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
-import { passOver, type SweepFailure } from "./sweeps";
+import { eachPaged, passOver, type SweepFailure } from "./sweeps";
 
 export type { ReservationOutcome } from "./inventory/reservationBatch";
 
@@ -72,31 +72,24 @@ const MAX_PAGES = 5;
  * and their stock released. A payment that arrives later finalizes if stock allows, else needs_review.
  * An order whose release throws (its held shard deleted, say) is reported and passed over (sweeps.ts).
  * Orders that stay (those, and orders a Checkout Session still holds, which the 30-minute cutoff
- * includes) would be the next run's first page again: a full page is followed by the next one, up to
- * MAX_PAGES, so up to that many of them cannot hold up the abandoned ones behind them.
+ * includes) are paged past (eachPaged), up to MAX_PAGES pages a run.
  */
 export async function releaseAbandonedReservations(deps: ReservationDeps, policy: AbandonPolicy, limit = 200): Promise<SweepReport> {
   const cutoff = new Date(deps.now().getTime() - Math.min(policy.holdMs, policy.checkoutHoldMs));
-  const query = deps.db.collection(ORDERS).where("status", "==", "reserved").where("createdAt", "<=", cutoff).orderBy("createdAt").limit(limit);
+  const query = deps.db.collection(ORDERS).where("status", "==", "reserved").where("createdAt", "<=", cutoff).orderBy("createdAt");
   const report: SweepReport = { examined: 0, canceled: 0, skipped: 0, failures: [] };
-  let page = await query.get();
-  for (let pages = 1; ; pages++) {
-    for (const doc of page.docs) {
-      report.examined += 1;
-      let outcome: ReservationOutcome;
-      try {
-        outcome = await releaseIfAbandoned(deps, doc.id, policy);
-      } catch (error) {
-        passOver(report.failures, doc.id, error);
-        continue;
-      }
-      if (outcome === "canceled") report.canceled += 1;
-      else report.skipped += 1;
+  await eachPaged(query, limit, MAX_PAGES, async (doc) => {
+    report.examined += 1;
+    let outcome: ReservationOutcome;
+    try {
+      outcome = await releaseIfAbandoned(deps, doc.id, policy);
+    } catch (error) {
+      passOver(report.failures, doc.id, error);
+      return;
     }
-    // The cursor is the last order's createdAt and id: orders released meanwhile skip nothing.
-    if (page.size < limit || pages >= MAX_PAGES) break;
-    page = await query.startAfter(page.docs[page.size - 1]).get();
-  }
+    if (outcome === "canceled") report.canceled += 1;
+    else report.skipped += 1;
+  });
   return report;
 }
 

@@ -1,3 +1,4 @@
+import type { Query, QueryDocumentSnapshot } from "firebase-admin/firestore";
 import { isFirestoreFailing } from "./errors";
 
 /**
@@ -18,6 +19,22 @@ export interface SweepFailure {
 export function passOver(failures: SweepFailure[], id: string, error: unknown): void {
   if (isFirestoreFailing(error)) throw error;
   failures.push({ id, error: error instanceof Error ? error.message : String(error) });
+}
+
+/**
+ * Visits what `query` matches in its order, a page of `pageSize` at a time. Items a sweep passes over or
+ * skips still match on the next run, and would be its first page again: a full page is followed by the
+ * next, up to `maxPages`, so up to that many of them cannot hold up the items behind them. The cursor is
+ * the last document's ordered fields and id, so items handled meanwhile (which leave the query) skip
+ * nothing.
+ */
+export async function eachPaged<T>(query: Query<T>, pageSize: number, maxPages: number, visit: (doc: QueryDocumentSnapshot<T>) => Promise<void>): Promise<void> {
+  let page = await query.limit(pageSize).get();
+  for (let pages = 1; ; pages++) {
+    for (const doc of page.docs) await visit(doc);
+    if (page.size < pageSize || pages >= maxPages) return;
+    page = await query.startAfter(page.docs[page.size - 1]).limit(pageSize).get();
+  }
 }
 
 interface SweepLogger {

@@ -1,7 +1,7 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { NOTIFICATIONS, notificationRef, queuedNotification, type Notification } from "../collections/notifications";
 import type { NotificationProvider } from "./providers";
-import { passOver, type SweepFailure } from "../sweeps";
+import { eachPaged, passOver, type SweepFailure } from "../sweeps";
 
 export interface DeliveryOptions {
   /** Attempts before a notification is `dead` and an admin is alerted. */
@@ -123,27 +123,31 @@ export interface RedriveReport {
   failures: SweepFailure[];
 }
 
-/** The scheduled re-drive: failed notifications whose backoff has passed, and `sending` ones stuck past the timeout. */
+/** Pages of `limit` notifications of each kind (failed, stuck) one re-drive reads at most. */
+const MAX_PAGES = 5;
+
+/**
+ * The scheduled re-drive: failed notifications whose backoff has passed, then `sending` ones stuck past
+ * the timeout, oldest first. One whose delivery throws stays as it was and is paged past (sweeps.ts).
+ */
 export async function redriveNotifications(deps: DeliveryDeps, limit = 100): Promise<RedriveReport> {
   const now = deps.now();
   const collection = deps.db.collection(NOTIFICATIONS);
-  const [failed, stuck] = await Promise.all([
-    collection.where("status", "==", "failed").where("nextAttemptAt", "<=", now).orderBy("nextAttemptAt").limit(limit).get(),
-    collection
-      .where("status", "==", "sending")
-      .where("claimedAt", "<=", new Date(now.getTime() - deps.options.stuckAfterMs))
-      .orderBy("claimedAt")
-      .limit(limit)
-      .get(),
-  ]);
+  const failed = collection.where("status", "==", "failed").where("nextAttemptAt", "<=", now).orderBy("nextAttemptAt");
+  const stuck = collection
+    .where("status", "==", "sending")
+    .where("claimedAt", "<=", new Date(now.getTime() - deps.options.stuckAfterMs))
+    .orderBy("claimedAt");
   const report: RedriveReport = { examined: 0, sent: 0, failed: 0, dead: 0, skipped: 0, failures: [] };
-  for (const doc of [...failed.docs, ...stuck.docs]) {
+  const redrive = async (doc: { id: string }) => {
     report.examined += 1;
     try {
       report[await deliverNotification(deps, doc.id, "redrive")] += 1;
     } catch (error) {
       passOver(report.failures, doc.id, error);
     }
-  }
+  };
+  await eachPaged(failed, limit, MAX_PAGES, redrive);
+  await eachPaged(stuck, limit, MAX_PAGES, redrive);
   return report;
 }

@@ -3,7 +3,7 @@ import { CUSTOMERS, customerRef } from "../collections/customers";
 import { queueNotifications, writeAudit } from "../webhook/applyEvent";
 import { customerState, notYetQueued, readUser } from "./apply";
 import { decideGraceExpiry } from "./machine";
-import { passOver, type SweepFailure } from "../sweeps";
+import { eachPaged, passOver, type SweepFailure } from "../sweeps";
 
 export interface GraceDeps {
   db: Firestore;
@@ -17,7 +17,7 @@ export interface GraceReport {
   failures: SweepFailure[];
 }
 
-/** Users per query page; a run goes on until no entitlement with a passed grace is left. */
+/** Users per query page, and pages a run reads at most (users whose recomputation throws are paged past). */
 const PAGE = 200;
 const MAX_PAGES = 50;
 
@@ -30,21 +30,15 @@ const MAX_PAGES = 50;
  */
 export async function revokeExpiredGrace(deps: GraceDeps, now: Date): Promise<GraceReport> {
   const report: GraceReport = { examined: 0, revoked: 0, failures: [] };
-  const seen = new Set<string>();
-  for (let page = 0; page < MAX_PAGES; page++) {
-    const due = await deps.db.collection(CUSTOMERS).where("entitlement.graceUntil", "<=", now).limit(PAGE).get();
-    const fresh = due.docs.filter((d) => !seen.has(d.id));
-    for (const doc of fresh) {
-      seen.add(doc.id);
-      report.examined += 1;
-      try {
-        if (await recomputeEntitlement(deps.db, doc.id, now)) report.revoked += 1;
-      } catch (error) {
-        passOver(report.failures, doc.id, error);
-      }
+  const due = deps.db.collection(CUSTOMERS).where("entitlement.graceUntil", "<=", now).orderBy("entitlement.graceUntil");
+  await eachPaged(due, PAGE, MAX_PAGES, async (doc) => {
+    report.examined += 1;
+    try {
+      if (await recomputeEntitlement(deps.db, doc.id, now)) report.revoked += 1;
+    } catch (error) {
+      passOver(report.failures, doc.id, error);
     }
-    if (due.size < PAGE || fresh.length === 0) break;
-  }
+  });
   return report;
 }
 

@@ -4,7 +4,7 @@ import { getAuth } from "firebase-admin/auth";
 import { Timestamp } from "firebase-admin/firestore";
 import { webhookEventStatus } from "../../src/admin/eventStatus";
 import { revokeExpiredGrace } from "../../src/subscriptions/grace";
-import { countWhere, db, deliver, eventually, uniqueId, type Delivery } from "../helpers/emulator";
+import { countWhere, db, deliver, eventually, pastWindow, uniqueId, withTriggersPaused, type Delivery } from "../helpers/emulator";
 import { stripeId, type StripeEventEnvelope } from "../helpers/stripeFixtures";
 import { eventAt, firstPayment, invoice, subscription, subscriptionCheckoutSession } from "../helpers/subscriptionFixtures";
 
@@ -242,6 +242,34 @@ describe("subscriptions on the emulators (SPEC 8, issue 13)", () => {
       const grace = await db().collection("auditLog").where("userId", "==", s.uid).where("action", "==", "grace_expiry").get();
       expect(grace.docs.map((d) => d.get("result"))).to.deep.equal(["grace_ended"]);
       await expectClaim(s.uid, null);
+    });
+
+    it("the revocation pages past users whose recomputation throws, reports them, and revokes the ones behind them", async () => {
+      const window = pastWindow();
+      // A full page (200) of users whose `createdAt` no converter can read (typed by hand in the
+      // console): every run throws on them, and they come first.
+      const broken = Array.from({ length: 200 }, () => uniqueId("uid"));
+      const healthy = uniqueId("uid");
+      const entitlement = (graceUntil: Date) => ({ role: "basic", subscriptionId: null, status: "past_due", graceUntil: Timestamp.fromDate(graceUntil) });
+      // Paused: 201 claim syncs of users that do not exist would only crowd the Functions emulator.
+      await withTriggersPaused(async () => {
+        const batch = db().batch();
+        broken.forEach((uid, i) => batch.create(db().collection("customers").doc(uid), { entitlement: entitlement(window.after(i)), createdAt: true }));
+        batch.create(db().collection("customers").doc(healthy), { entitlement: entitlement(window.after(broken.length)) });
+        await batch.commit();
+        try {
+          const report = await revokeExpiredGrace({ db: db(), now: () => window.after(60_000) }, window.after(60_000));
+          expect(report.failures.map((f) => f.id)).to.deep.equal(broken);
+          expect(report.revoked).to.be.at.least(1);
+          expect(await entitlementOf(healthy)).to.deep.equal({ role: null, subscriptionId: null, status: null, graceUntil: null });
+          expect((await entitlementOf(broken[0])).role).to.equal("basic");
+        } finally {
+          // Their grace stays passed in 2001 otherwise, ahead of every later run's users.
+          const cleanup = db().batch();
+          for (const uid of [...broken, healthy]) cleanup.delete(db().collection("customers").doc(uid));
+          await cleanup.commit();
+        }
+      });
     });
 
     it("two failures of one invoice: the grace is not extended, payment_failed once", async () => {
