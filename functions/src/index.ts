@@ -16,7 +16,7 @@ import { releaseAbandonedReservations, reserveStockForOrder } from "./reservatio
 import { createBillingPortalSessionCallable, createSubscriptionCheckoutCallable } from "./subscriptions/callables";
 import { roleChanged, syncRoleClaim } from "./subscriptions/claims";
 import { revokeExpiredGrace } from "./subscriptions/grace";
-import { runSweep } from "./sweeps";
+import { budgetOf, runSweep, SWEEP_BUDGET_MS, SWEEP_TIMEOUT_SECONDS } from "./sweeps";
 import { runtime } from "./runtime";
 
 setGlobalOptions({ region: "us-central1" });
@@ -45,13 +45,14 @@ export const deliverQueuedNotification = onDocumentCreated({ document: "notifica
   await deliverNotification(runtime().delivery, event.params.notificationId);
 });
 
-export const redriveFailedNotifications = onSchedule("every 5 minutes", async () => {
-  await runSweep(logger, "notification re-drive", () => redriveNotifications(runtime().delivery));
+// The sweeps stop starting items well before their timeout, so every run writes its line (sweeps.ts).
+export const redriveFailedNotifications = onSchedule({ schedule: "every 5 minutes", timeoutSeconds: SWEEP_TIMEOUT_SECONDS }, async () => {
+  await runSweep(logger, "notification re-drive", () => redriveNotifications(runtime().delivery, { budget: budgetOf(SWEEP_BUDGET_MS) }));
 });
 
-export const releaseAbandonedReservationsSweep = onSchedule("every 5 minutes", async () => {
+export const releaseAbandonedReservationsSweep = onSchedule({ schedule: "every 5 minutes", timeoutSeconds: SWEEP_TIMEOUT_SECONDS }, async () => {
   const { reservation, abandonPolicy } = runtime();
-  await runSweep(logger, "abandoned reservation sweep", () => releaseAbandonedReservations(reservation, abandonPolicy));
+  await runSweep(logger, "abandoned reservation sweep", () => releaseAbandonedReservations(reservation, abandonPolicy, { budget: budgetOf(SWEEP_BUDGET_MS) }));
 });
 
 // Sharded (hot) products: the product document is the sum of its shards; an operator edit is spread over them.
@@ -90,7 +91,7 @@ export const syncStripeRoleClaim = onDocumentWritten({ document: "customers/{uid
 });
 
 // Revokes the role of subscribers whose grace passed unpaid; a repeated run finds nothing to do.
-export const revokeExpiredGraceSweep = onSchedule("every 10 minutes", async () => {
+export const revokeExpiredGraceSweep = onSchedule({ schedule: "every 10 minutes", timeoutSeconds: SWEEP_TIMEOUT_SECONDS }, async () => {
   const { grace } = runtime();
-  await runSweep(logger, "grace revocation", () => revokeExpiredGrace(grace, grace.now()));
+  await runSweep(logger, "grace revocation", () => revokeExpiredGrace(grace, grace.now(), { budget: budgetOf(SWEEP_BUDGET_MS) }));
 });

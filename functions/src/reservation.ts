@@ -5,7 +5,7 @@ import { decideAbandonedRelease, type AbandonPolicy } from "./domain/reservation
 import type { ReservationBatches, ReservationOutcome } from "./inventory/reservationBatch";
 import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
 import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
-import { eachPaged, passOver, type SweepFailure } from "./sweeps";
+import { eachPaged, passOver, UNLIMITED, type SweepFailure, type SweepOptions } from "./sweeps";
 
 export type { ReservationOutcome } from "./inventory/reservationBatch";
 
@@ -62,9 +62,11 @@ export interface SweepReport {
   skipped: number;
   /** Orders whose release threw (see sweeps.ts). */
   failures: SweepFailure[];
+  /** False when the run's budget or page cap stopped it first; the next run goes on. */
+  complete: boolean;
 }
 
-/** Pages of `limit` orders one run reads at most. */
+/** Pages of orders one run reads at most. */
 const MAX_PAGES = 5;
 
 /**
@@ -74,11 +76,11 @@ const MAX_PAGES = 5;
  * Orders that stay (those, and orders a Checkout Session still holds, which the 30-minute cutoff
  * includes) are paged past (eachPaged), up to MAX_PAGES pages a run.
  */
-export async function releaseAbandonedReservations(deps: ReservationDeps, policy: AbandonPolicy, limit = 200): Promise<SweepReport> {
+export async function releaseAbandonedReservations(deps: ReservationDeps, policy: AbandonPolicy, { pageSize = 200, budget = UNLIMITED }: SweepOptions = {}): Promise<SweepReport> {
   const cutoff = new Date(deps.now().getTime() - Math.min(policy.holdMs, policy.checkoutHoldMs));
   const query = deps.db.collection(ORDERS).where("status", "==", "reserved").where("createdAt", "<=", cutoff).orderBy("createdAt");
-  const report: SweepReport = { examined: 0, canceled: 0, skipped: 0, failures: [] };
-  await eachPaged(query, limit, MAX_PAGES, async (doc) => {
+  const report: SweepReport = { examined: 0, canceled: 0, skipped: 0, failures: [], complete: true };
+  report.complete = await eachPaged(query, { pageSize, maxPages: MAX_PAGES, budget }, async (doc) => {
     report.examined += 1;
     let outcome: ReservationOutcome;
     try {

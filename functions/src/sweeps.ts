@@ -1,4 +1,5 @@
 import type { Query, QueryDocumentSnapshot } from "firebase-admin/firestore";
+import { performance } from "node:perf_hooks";
 import { isFirestoreFailing } from "./errors";
 
 /**
@@ -22,17 +23,58 @@ export function passOver(failures: SweepFailure[], id: string, error: unknown): 
 }
 
 /**
- * Visits what `query` matches in its order, a page of `pageSize` at a time. Items a sweep passes over or
- * skips still match on the next run, and would be its first page again: a full page is followed by the
- * next, up to `maxPages`, so up to that many of them cannot hold up the items behind them. The cursor is
- * the last document's ordered fields and id, so items handled meanwhile (which leave the query) skip
- * nothing.
+ * The sweeps' function timeout: their schedule's interval (5 minutes; the grace revocation runs every
+ * 10), so runs do not pile up.
  */
-export async function eachPaged<T>(query: Query<T>, pageSize: number, maxPages: number, visit: (doc: QueryDocumentSnapshot<T>) => Promise<void>): Promise<void> {
+export const SWEEP_TIMEOUT_SECONDS = 300;
+
+/**
+ * A run starts no item after this long, so that its slowest item (a notification's send, up to
+ * DEFAULT_DELIVERY_OPTIONS.sendTimeoutMs, 2 minutes) ends and the run writes its line before the
+ * timeout: a run the platform kills logs nothing, and the sweep's alert would not see it.
+ */
+export const SWEEP_BUDGET_MS = 150_000;
+
+/** Says when a run should start no further item. */
+export interface SweepBudget {
+  spent(): boolean;
+}
+
+export const UNLIMITED: SweepBudget = { spent: () => false };
+
+/** A budget of `ms` from now, on a monotonic clock in milliseconds. */
+export function budgetOf(ms: number, clock: () => number = () => performance.now()): SweepBudget {
+  const until = clock() + ms;
+  return { spent: () => clock() >= until };
+}
+
+/** How a sweep goes through its query: page size and time budget. */
+export interface SweepOptions {
+  pageSize?: number;
+  budget?: SweepBudget;
+}
+
+/**
+ * Visits what `query` matches in its order, a page of `pageSize` at a time. Items a sweep passes over
+ * (and orders it leaves reserved) still match on the next run, and would be its first page again: a
+ * full page is followed by the next, up to `maxPages`, so up to that many of them cannot hold up the
+ * items behind them. The cursor is the last document's ordered field and id, so items handled meanwhile
+ * (which leave the query) skip nothing. Returns false when the budget or the page cap stopped it before
+ * the query ran out: the next run goes on from the start of the query.
+ */
+export async function eachPaged<T>(
+  query: Query<T>,
+  { pageSize, maxPages, budget }: { pageSize: number; maxPages: number; budget: SweepBudget },
+  visit: (doc: QueryDocumentSnapshot<T>) => Promise<void>,
+): Promise<boolean> {
   let page = await query.limit(pageSize).get();
   for (let pages = 1; ; pages++) {
-    for (const doc of page.docs) await visit(doc);
-    if (page.size < pageSize || pages >= maxPages) return;
+    for (const doc of page.docs) {
+      if (budget.spent()) return false;
+      await visit(doc);
+    }
+    if (page.size < pageSize) return true;
+    if (pages >= maxPages || budget.spent()) return false;
     page = await query.startAfter(page.docs[page.size - 1]).limit(pageSize).get();
   }
 }

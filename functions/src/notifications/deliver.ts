@@ -1,7 +1,7 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { NOTIFICATIONS, notificationRef, queuedNotification, type Notification } from "../collections/notifications";
 import type { NotificationProvider } from "./providers";
-import { eachPaged, passOver, type SweepFailure } from "../sweeps";
+import { eachPaged, passOver, UNLIMITED, type SweepFailure, type SweepOptions } from "../sweeps";
 
 export interface DeliveryOptions {
   /** Attempts before a notification is `dead` and an admin is alerted. */
@@ -121,16 +121,19 @@ export interface RedriveReport {
   skipped: number;
   /** Notifications whose delivery threw (see sweeps.ts). */
   failures: SweepFailure[];
+  /** False when the run's budget or page cap stopped it first; the next run goes on. */
+  complete: boolean;
 }
 
-/** Pages of `limit` notifications of each kind (failed, stuck) one re-drive reads at most. */
+/** Pages of notifications of each kind (failed, stuck) one re-drive reads at most. */
 const MAX_PAGES = 5;
 
 /**
- * The scheduled re-drive: failed notifications whose backoff has passed, then `sending` ones stuck past
- * the timeout, oldest first. One whose delivery throws stays as it was and is paged past (sweeps.ts).
+ * The scheduled re-drive: failed notifications whose backoff has passed and `sending` ones stuck past
+ * the timeout, each kind oldest first. One whose delivery throws stays as it was and is paged past
+ * (sweeps.ts).
  */
-export async function redriveNotifications(deps: DeliveryDeps, limit = 100): Promise<RedriveReport> {
+export async function redriveNotifications(deps: DeliveryDeps, { pageSize = 100, budget = UNLIMITED }: SweepOptions = {}): Promise<RedriveReport> {
   const now = deps.now();
   const collection = deps.db.collection(NOTIFICATIONS);
   const failed = collection.where("status", "==", "failed").where("nextAttemptAt", "<=", now).orderBy("nextAttemptAt");
@@ -138,7 +141,7 @@ export async function redriveNotifications(deps: DeliveryDeps, limit = 100): Pro
     .where("status", "==", "sending")
     .where("claimedAt", "<=", new Date(now.getTime() - deps.options.stuckAfterMs))
     .orderBy("claimedAt");
-  const report: RedriveReport = { examined: 0, sent: 0, failed: 0, dead: 0, skipped: 0, failures: [] };
+  const report: RedriveReport = { examined: 0, sent: 0, failed: 0, dead: 0, skipped: 0, failures: [], complete: true };
   const redrive = async (doc: { id: string }) => {
     report.examined += 1;
     try {
@@ -147,7 +150,14 @@ export async function redriveNotifications(deps: DeliveryDeps, limit = 100): Pro
       passOver(report.failures, doc.id, error);
     }
   };
-  await eachPaged(failed, limit, MAX_PAGES, redrive);
-  await eachPaged(stuck, limit, MAX_PAGES, redrive);
+  const paging = { pageSize, maxPages: MAX_PAGES, budget };
+  // Side by side, so that a backlog of either kind does not spend the budget before the other's turn;
+  // both have ended before the run reports, whichever failed first.
+  const runs = await Promise.allSettled([eachPaged(failed, paging, redrive), eachPaged(stuck, paging, redrive)]);
+  report.complete = true;
+  for (const run of runs) {
+    if (run.status === "rejected") throw run.reason;
+    report.complete &&= run.value;
+  }
   return report;
 }

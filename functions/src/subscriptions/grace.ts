@@ -3,7 +3,7 @@ import { CUSTOMERS, customerRef } from "../collections/customers";
 import { queueNotifications, writeAudit } from "../webhook/applyEvent";
 import { customerState, notYetQueued, readUser } from "./apply";
 import { decideGraceExpiry } from "./machine";
-import { eachPaged, passOver, type SweepFailure } from "../sweeps";
+import { eachPaged, passOver, UNLIMITED, type SweepFailure, type SweepOptions } from "../sweeps";
 
 export interface GraceDeps {
   db: Firestore;
@@ -15,6 +15,8 @@ export interface GraceReport {
   revoked: number;
   /** Users whose recomputation threw (see sweeps.ts). */
   failures: SweepFailure[];
+  /** False when the run's budget or page cap stopped it first; the next run goes on. */
+  complete: boolean;
 }
 
 /** Users per query page, and pages a run reads at most (users whose recomputation throws are paged past). */
@@ -28,10 +30,10 @@ const MAX_PAGES = 50;
  * meantime → nothing changes. A recomputed entitlement no longer carries the passed grace, so a user
  * is handled once; a repeated run finds nothing.
  */
-export async function revokeExpiredGrace(deps: GraceDeps, now: Date): Promise<GraceReport> {
-  const report: GraceReport = { examined: 0, revoked: 0, failures: [] };
+export async function revokeExpiredGrace(deps: GraceDeps, now: Date, { pageSize = PAGE, budget = UNLIMITED }: SweepOptions = {}): Promise<GraceReport> {
+  const report: GraceReport = { examined: 0, revoked: 0, failures: [], complete: true };
   const due = deps.db.collection(CUSTOMERS).where("entitlement.graceUntil", "<=", now).orderBy("entitlement.graceUntil");
-  await eachPaged(due, PAGE, MAX_PAGES, async (doc) => {
+  report.complete = await eachPaged(due, { pageSize, maxPages: MAX_PAGES, budget }, async (doc) => {
     report.examined += 1;
     try {
       if (await recomputeEntitlement(deps.db, doc.id, now)) report.revoked += 1;

@@ -261,7 +261,7 @@ describe("money paths through HTTP on the emulators (issue 10)", () => {
       const late = await t.order({ items: [{ sku, qty: 2 }], amount: 1200, createdAt: window.start });
       await waitForOrderStatus(late, "reserved");
       // Swept with a clock 31 minutes after this test's own minute of 2001: no other test's order is a candidate.
-      const report = await releaseAbandonedReservations(reservationDeps(db(), () => window.after(31 * 60_000)), DEFAULT_ABANDON_POLICY, 500);
+      const report = await releaseAbandonedReservations(reservationDeps(db(), () => window.after(31 * 60_000)), DEFAULT_ABANDON_POLICY, { pageSize: 500 });
       expect(report.canceled).to.be.at.least(1);
       expect((await orderData(late)).status).to.equal("canceled");
       expect(await productData(sku)).to.deep.equal({ stock: 2, reserved: 0 });

@@ -20,6 +20,7 @@ import {
   seedProduct,
   uniqueId,
   waitForOrderStatus,
+  withTriggersPaused,
 } from "../helpers/emulator";
 import { replayDeadLetter } from "../../src/webhook/replay";
 import { stockShardRef } from "../../src/collections/products";
@@ -209,14 +210,14 @@ describe("operations: failures are visible and recoverable", () => {
     expect(await deliverNotification(deps, id, "redrive"), "backoff not yet passed").to.equal("skipped");
 
     clock += 120_000;
-    const redrive = await redriveNotifications(deps, 500);
+    const redrive = await redriveNotifications(deps, { pageSize: 500 });
     expect(redrive.dead).to.be.at.least(1);
     expect((await db().collection("notifications").doc(id).get()).data()).to.include({ status: "dead", attempts: 3 });
     const alert = (await db().collection("notifications").doc(`notification_dead:${id}`).get()).data();
     expect(alert).to.include({ kind: "admin_alert", orderId });
   });
 
-  it("re-drives past notifications whose delivery throws, reports them, and sends the ones behind them", async () => {
+  it("re-drives past notifications whose delivery throws, reports them, sends the ones behind them, and stops when its budget is spent", async () => {
     const window = pastWindow();
     const notification = (id: string, fields: Record<string, unknown>) =>
       db().collection("notifications").doc(id).create({ kind: "order_confirmed", orderId: uniqueId("order"), userId: null, eventId: null, detail: null, attempts: 1, ...fields });
@@ -224,11 +225,6 @@ describe("operations: failures are visible and recoverable", () => {
     const broken = [uniqueId("order_confirmed"), uniqueId("order_confirmed")];
     const healthy = uniqueId("order_confirmed");
     const stuck = uniqueId("order_confirmed");
-    await Promise.all([
-      ...broken.map((id, i) => notification(id, { status: "failed", createdAt: true, nextAttemptAt: Timestamp.fromDate(window.after(i)) })),
-      notification(healthy, { status: "failed", createdAt: Timestamp.fromDate(window.start), nextAttemptAt: Timestamp.fromDate(window.after(2)) }),
-      notification(stuck, { status: "sending", createdAt: Timestamp.fromDate(window.start), claimedAt: Timestamp.fromDate(window.start) }),
-    ]);
     const sent: string[] = [];
     const deps: DeliveryDeps = {
       db: db(),
@@ -236,17 +232,35 @@ describe("operations: failures are visible and recoverable", () => {
       provider: { name: "test", send: async (n) => void sent.push(n.id) },
       options: DEFAULT_DELIVERY_OPTIONS,
     };
-    try {
-      // Pages of two: the first page is the two broken ones, the next holds the healthy one.
-      const report = await redriveNotifications(deps, 2);
-      expect(report.failures.map((f) => f.id)).to.deep.equal(broken);
-      expect(sent).to.include.members([healthy, stuck]);
-      for (const id of [healthy, stuck]) expect((await db().collection("notifications").doc(id).get()).get("status"), id).to.equal("sent");
-      for (const id of broken) expect((await db().collection("notifications").doc(id).get()).get("status"), id).to.equal("failed");
-    } finally {
-      // Stays failed in 2001 otherwise, ahead of every later run's notifications.
-      await Promise.all(broken.map((id) => db().collection("notifications").doc(id).delete()));
-    }
+    const status = async (id: string) => (await db().collection("notifications").doc(id).get()).get("status") as string;
+    // Paused: the create trigger would throw on the broken ones too, and the emulator keeps a killed
+    // worker's transaction open on them until its lock timeout.
+    await withTriggersPaused(async () => {
+      await Promise.all([
+        ...broken.map((id, i) => notification(id, { status: "failed", createdAt: true, nextAttemptAt: Timestamp.fromDate(window.after(i)) })),
+        notification(healthy, { status: "failed", createdAt: Timestamp.fromDate(window.start), nextAttemptAt: Timestamp.fromDate(window.after(2)) }),
+        notification(stuck, { status: "sending", createdAt: Timestamp.fromDate(window.start), claimedAt: Timestamp.fromDate(window.start) }),
+      ]);
+      try {
+        // A budget spent once one item started: the run reports itself incomplete and leaves the rest.
+        let started = 0;
+        const short = await redriveNotifications(deps, { pageSize: 2, budget: { spent: () => started++ > 0 } });
+        expect(short.complete).to.equal(false);
+        expect(short.examined).to.equal(1);
+        expect(await status(healthy)).to.equal("failed");
+
+        // Pages of two: the first page is the two broken ones, the next holds the healthy one.
+        const report = await redriveNotifications(deps, { pageSize: 2 });
+        expect(report.failures.map((f) => f.id)).to.deep.equal(broken);
+        expect(report.complete).to.equal(true);
+        expect(sent).to.include.members([healthy, stuck]);
+        for (const id of [healthy, stuck]) expect(await status(id), id).to.equal("sent");
+        for (const id of broken) expect(await status(id), id).to.equal("failed");
+      } finally {
+        // Stays failed in 2001 otherwise, ahead of every later run's notifications.
+        await Promise.all(broken.map((id) => db().collection("notifications").doc(id).delete()));
+      }
+    });
   });
 
   it("releases reservations abandoned past the hold, keeps those a Checkout Session holds, and honours a late payment", async () => {
@@ -264,7 +278,7 @@ describe("operations: failures are visible and recoverable", () => {
     await waitForOrderStatus(inCheckout, "reserved");
     expect(await productData(sku)).to.deep.equal({ stock: 10, reserved: 5 });
 
-    const report = await releaseAbandonedReservations(reservationDeps(db(), () => window.after(31 * 60_000)), DEFAULT_ABANDON_POLICY, 500);
+    const report = await releaseAbandonedReservations(reservationDeps(db(), () => window.after(31 * 60_000)), DEFAULT_ABANDON_POLICY, { pageSize: 500 });
     expect(report.canceled).to.be.at.least(1);
     expect((await orderData(abandoned)).status).to.equal("canceled");
     expect((await orderData(inCheckout)).status).to.equal("reserved");
@@ -307,7 +321,7 @@ describe("operations: failures are visible and recoverable", () => {
 
     const deps = reservationDeps(db(), () => new Date(start.getTime() + 31 * 60_000));
     // Pages of one order: a full page is followed by the next, whether its order failed or was skipped.
-    const report = await releaseAbandonedReservations(deps, DEFAULT_ABANDON_POLICY, 1);
+    const report = await releaseAbandonedReservations(deps, DEFAULT_ABANDON_POLICY, { pageSize: 1 });
     expect(report.failures.map((f) => f.id)).to.deep.equal([stuck]);
     expect([report.canceled, report.skipped]).to.deep.equal([1, 1]);
     expect((await orderData(stuck)).status).to.equal("reserved");
@@ -317,7 +331,7 @@ describe("operations: failures are visible and recoverable", () => {
 
     // Once the shard is back, the next run releases it: nothing of this test stays reserved in 2001.
     await shard.set(shardData as Record<string, unknown>);
-    const again = await releaseAbandonedReservations(deps, DEFAULT_ABANDON_POLICY, 500);
+    const again = await releaseAbandonedReservations(deps, DEFAULT_ABANDON_POLICY, { pageSize: 500 });
     expect(again.failures.map((f) => f.id)).to.not.include(stuck);
     expect((await orderData(stuck)).status).to.equal("canceled");
     expect((await shard.get()).get("reserved")).to.equal(Number(shardData?.reserved) - 1);

@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { passOver, runSweep, type SweepFailure } from "../../src/sweeps";
+import { DEFAULT_DELIVERY_OPTIONS } from "../../src/notifications/deliver";
+import { budgetOf, passOver, runSweep, SWEEP_BUDGET_MS, SWEEP_TIMEOUT_SECONDS, type SweepFailure } from "../../src/sweeps";
 
 describe("sweeps: an item that throws is passed over, Firestore failing is not", () => {
   it("records an item's error by id and goes on", () => {
@@ -43,5 +44,21 @@ describe("sweeps: an item that throws is passed over, Firestore failing is not",
       ["error", "abandoned reservation sweep", left],
       ["error", "abandoned reservation sweep", { error: "14 UNAVAILABLE" }],
     ]);
+  });
+});
+
+describe("sweeps: a run's budget ends it within the function's timeout", () => {
+  it("is spent once its time has passed on the clock it was given", () => {
+    let now = 1_000;
+    const budget = budgetOf(150, () => now);
+    expect(budget.spent()).to.equal(false);
+    now = 1_149;
+    expect(budget.spent()).to.equal(false);
+    now = 1_150;
+    expect(budget.spent()).to.equal(true);
+  });
+
+  it("leaves room for the slowest item, a notification's send, to end before the timeout", () => {
+    expect(SWEEP_BUDGET_MS + DEFAULT_DELIVERY_OPTIONS.sendTimeoutMs).to.be.below(SWEEP_TIMEOUT_SECONDS * 1000);
   });
 });
