@@ -30,10 +30,11 @@ export const SWEEP_TIMEOUT_SECONDS = 300;
 
 /**
  * A run starts no item after this long, so that its slowest item (a notification's send, up to
- * DEFAULT_DELIVERY_OPTIONS.sendTimeoutMs, 2 minutes) ends and the run writes its line before the
- * timeout: a run the platform kills logs nothing, and the sweep's alert would not see it.
+ * DEFAULT_DELIVERY_OPTIONS.sendTimeoutMs, 2 minutes, with its claim and its record around it) normally
+ * ends and the run writes its line before the timeout: a run the platform kills logs nothing, and the
+ * sweep's alerts would not see it. The last minute is left for Firestore calls that are slow but not failing.
  */
-export const SWEEP_BUDGET_MS = 150_000;
+export const SWEEP_BUDGET_MS = 120_000;
 
 /** Says when a run should start no further item. */
 export interface SweepBudget {
@@ -59,8 +60,8 @@ export interface SweepOptions {
  * (and orders it leaves reserved) still match on the next run, and would be its first page again: a
  * full page is followed by the next, up to `maxPages`, so up to that many of them cannot hold up the
  * items behind them. The cursor is the last document's ordered field and id, so items handled meanwhile
- * (which leave the query) skip nothing. Returns false when the budget or the page cap stopped it before
- * the query ran out: the next run goes on from the start of the query.
+ * (which leave the query) skip nothing. Returns false when the budget or the page cap stopped it, so it
+ * may not have reached the end of the query: the next run goes on from its start.
  */
 export async function eachPaged<T>(
   query: Query<T>,
@@ -81,15 +82,17 @@ export async function eachPaged<T>(
 
 interface SweepLogger {
   info(message: string, fields: object): void;
+  warn(message: string, fields: object): void;
   error(message: string, fields: object): void;
 }
 
 /**
- * Runs one sweep and writes its one line, under the same message either way: at ERROR when items were
- * left (`failures`) or the run failed as a whole (`error`, rethrown so the run shows as failed), so the
- * log-based alert on that message sees both.
+ * Runs one sweep and writes its one line, under the same message whatever happened: at ERROR when items
+ * were left (`failures`) or the run failed as a whole (`error`, rethrown so the run shows as failed), so
+ * the log-based alert on that message sees both; at WARNING when its budget or page cap stopped it
+ * (`complete: false`), which a backlog that does not drain repeats run after run.
  */
-export async function runSweep<R extends { failures: readonly SweepFailure[] }>(logger: SweepLogger, message: string, sweep: () => Promise<R>): Promise<R> {
+export async function runSweep<R extends { failures: readonly SweepFailure[]; complete: boolean }>(logger: SweepLogger, message: string, sweep: () => Promise<R>): Promise<R> {
   let report: R;
   try {
     report = await sweep();
@@ -98,6 +101,7 @@ export async function runSweep<R extends { failures: readonly SweepFailure[] }>(
     throw error;
   }
   if (report.failures.length > 0) logger.error(message, report);
+  else if (!report.complete) logger.warn(message, report);
   else logger.info(message, report);
   return report;
 }

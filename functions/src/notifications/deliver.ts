@@ -150,11 +150,17 @@ export async function redriveNotifications(deps: DeliveryDeps, { pageSize = 100,
       passOver(report.failures, doc.id, error);
     }
   };
-  const paging = { pageSize, maxPages: MAX_PAGES, budget };
-  // Side by side, so that a backlog of either kind does not spend the budget before the other's turn;
-  // both have ended before the run reports, whichever failed first.
-  const runs = await Promise.allSettled([eachPaged(failed, paging, redrive), eachPaged(stuck, paging, redrive)]);
-  report.complete = true;
+  // Side by side, so that a backlog of either kind does not spend the budget before the other's turn.
+  // When one fails (Firestore itself failing), the other starts no further item, and both have ended
+  // before the run reports.
+  let failing = false;
+  const paging = { pageSize, maxPages: MAX_PAGES, budget: { spent: () => failing || budget.spent() } };
+  const side = (query: typeof failed) =>
+    eachPaged(query, paging, redrive).catch((error: unknown) => {
+      failing = true;
+      throw error;
+    });
+  const runs = await Promise.allSettled([side(failed), side(stuck)]);
   for (const run of runs) {
     if (run.status === "rejected") throw run.reason;
     report.complete &&= run.value;

@@ -233,8 +233,8 @@ describe("operations: failures are visible and recoverable", () => {
       options: DEFAULT_DELIVERY_OPTIONS,
     };
     const status = async (id: string) => (await db().collection("notifications").doc(id).get()).get("status") as string;
-    // Paused: the create trigger would throw on the broken ones too, and the emulator keeps a killed
-    // worker's transaction open on them until its lock timeout.
+    // Paused: the create trigger would throw on the broken ones too. In one CI run this test then timed
+    // out, likely on the trigger's transactions holding the emulator's locks on those documents.
     await withTriggersPaused(async () => {
       await Promise.all([
         ...broken.map((id, i) => notification(id, { status: "failed", createdAt: true, nextAttemptAt: Timestamp.fromDate(window.after(i)) })),

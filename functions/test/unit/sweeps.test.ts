@@ -26,13 +26,16 @@ describe("sweeps: an item that throws is passed over, Firestore failing is not",
     });
   }
 
-  it("logs one line per run under the sweep's message: INFO when clean, ERROR when items were left or the run failed (rethrown)", async () => {
+  it("logs one line per run under the sweep's message: INFO when clean, WARNING when cut short, ERROR when items were left or the run failed (rethrown)", async () => {
     const lines: Array<[string, string, object]> = [];
-    const logger = { info: (m: string, f: object) => lines.push(["info", m, f]), error: (m: string, f: object) => lines.push(["error", m, f]) };
-    const clean = { examined: 2, failures: [] };
-    const left = { examined: 2, failures: [{ id: "order-1", error: "boom" }] };
+    const line = (level: string) => (m: string, f: object) => void lines.push([level, m, f]);
+    const logger = { info: line("info"), warn: line("warn"), error: line("error") };
+    const clean = { examined: 2, failures: [], complete: true };
+    const cutShort = { examined: 2, failures: [], complete: false };
+    const left = { examined: 2, failures: [{ id: "order-1", error: "boom" }], complete: false };
     const unavailable = Object.assign(new Error("14 UNAVAILABLE"), { code: 14 });
     expect(await runSweep(logger, "abandoned reservation sweep", async () => clean)).to.equal(clean);
+    expect(await runSweep(logger, "abandoned reservation sweep", async () => cutShort)).to.equal(cutShort);
     expect(await runSweep(logger, "abandoned reservation sweep", async () => left)).to.equal(left);
     const failed = await runSweep(logger, "abandoned reservation sweep", () => Promise.reject(unavailable)).then(
       () => null,
@@ -41,6 +44,7 @@ describe("sweeps: an item that throws is passed over, Firestore failing is not",
     expect(failed).to.equal(unavailable);
     expect(lines).to.deep.equal([
       ["info", "abandoned reservation sweep", clean],
+      ["warn", "abandoned reservation sweep", cutShort],
       ["error", "abandoned reservation sweep", left],
       ["error", "abandoned reservation sweep", { error: "14 UNAVAILABLE" }],
     ]);
@@ -58,7 +62,7 @@ describe("sweeps: a run's budget ends it within the function's timeout", () => {
     expect(budget.spent()).to.equal(true);
   });
 
-  it("leaves room for the slowest item, a notification's send, to end before the timeout", () => {
-    expect(SWEEP_BUDGET_MS + DEFAULT_DELIVERY_OPTIONS.sendTimeoutMs).to.be.below(SWEEP_TIMEOUT_SECONDS * 1000);
+  it("leaves room for the slowest item, a notification's send, and a minute of slow Firestore calls before the timeout", () => {
+    expect(SWEEP_BUDGET_MS + DEFAULT_DELIVERY_OPTIONS.sendTimeoutMs + 60_000).to.be.at.most(SWEEP_TIMEOUT_SECONDS * 1000);
   });
 });
