@@ -45,7 +45,7 @@ export const deliverQueuedNotification = onDocumentCreated({ document: "notifica
   await deliverNotification(runtime().delivery, event.params.notificationId);
 });
 
-// The sweeps stop starting items well before their timeout, so every run writes its line (sweeps.ts).
+// The sweeps stop starting items well before their timeout, so a run normally writes its line (sweeps.ts).
 export const redriveFailedNotifications = onSchedule({ schedule: "every 5 minutes", timeoutSeconds: SWEEP_TIMEOUT_SECONDS }, async () => {
   await runSweep(logger, "notification re-drive", () => redriveNotifications(runtime().delivery, { budget: budgetOf(SWEEP_BUDGET_MS) }));
 });

@@ -5,7 +5,7 @@ import { decideAbandonedRelease, type AbandonPolicy } from "./domain/reservation
 import type { ReservationBatches, ReservationOutcome } from "./inventory/reservationBatch";
 import { planStock, stockRequestFor, writeStockChanges } from "./inventory/stock";
 import { queueNotifications, withShards, writeAudit } from "./webhook/applyEvent";
-import { eachPaged, passOver, UNLIMITED, type SweepFailure, type SweepOptions } from "./sweeps";
+import { eachPaged, passOver, UNLIMITED, type SweepOptions, type SweepRun } from "./sweeps";
 
 export type { ReservationOutcome } from "./inventory/reservationBatch";
 
@@ -56,14 +56,10 @@ async function releaseIfAbandoned(deps: ReservationDeps, orderId: string, policy
   }
 }
 
-export interface SweepReport {
+export interface SweepReport extends SweepRun {
   examined: number;
   canceled: number;
   skipped: number;
-  /** Orders whose release threw (see sweeps.ts). */
-  failures: SweepFailure[];
-  /** False when the run's budget or page cap stopped it first; the next run goes on. */
-  complete: boolean;
 }
 
 /** Pages of orders one run reads at most. */

@@ -16,6 +16,14 @@ export interface SweepFailure {
   error: string;
 }
 
+/** What every sweep's report carries, besides its counts; runSweep writes it as the run's line. */
+export interface SweepRun {
+  /** Items whose handling threw: left as they were, tried again by the next run (see passOver). */
+  failures: SweepFailure[];
+  /** False when the run's budget or page cap stopped it, perhaps before the end of its query; the next run goes on. */
+  complete: boolean;
+}
+
 /** Records an item that threw, to be passed over; rethrows when Firestore itself is failing. */
 export function passOver(failures: SweepFailure[], id: string, error: unknown): void {
   if (isFirestoreFailing(error)) throw error;
@@ -92,7 +100,7 @@ interface SweepLogger {
  * the log-based alert on that message sees both; at WARNING when its budget or page cap stopped it
  * (`complete: false`), which a backlog that does not drain repeats run after run.
  */
-export async function runSweep<R extends { failures: readonly SweepFailure[]; complete: boolean }>(logger: SweepLogger, message: string, sweep: () => Promise<R>): Promise<R> {
+export async function runSweep<R extends SweepRun>(logger: SweepLogger, message: string, sweep: () => Promise<R>): Promise<R> {
   let report: R;
   try {
     report = await sweep();

@@ -1,7 +1,7 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { NOTIFICATIONS, notificationRef, queuedNotification, type Notification } from "../collections/notifications";
 import type { NotificationProvider } from "./providers";
-import { eachPaged, passOver, UNLIMITED, type SweepFailure, type SweepOptions } from "../sweeps";
+import { eachPaged, passOver, UNLIMITED, type SweepOptions, type SweepRun } from "../sweeps";
 
 export interface DeliveryOptions {
   /** Attempts before a notification is `dead` and an admin is alerted. */
@@ -113,16 +113,12 @@ async function recordFailure(deps: DeliveryDeps, n: Notification, message: strin
   return "dead";
 }
 
-export interface RedriveReport {
+export interface RedriveReport extends SweepRun {
   examined: number;
   sent: number;
   failed: number;
   dead: number;
   skipped: number;
-  /** Notifications whose delivery threw (see sweeps.ts). */
-  failures: SweepFailure[];
-  /** False when the run's budget or page cap stopped it first; the next run goes on. */
-  complete: boolean;
 }
 
 /** Pages of notifications of each kind (failed, stuck) one re-drive reads at most. */

@@ -3,20 +3,16 @@ import { CUSTOMERS, customerRef } from "../collections/customers";
 import { queueNotifications, writeAudit } from "../webhook/applyEvent";
 import { customerState, notYetQueued, readUser } from "./apply";
 import { decideGraceExpiry } from "./machine";
-import { eachPaged, passOver, UNLIMITED, type SweepFailure, type SweepOptions } from "../sweeps";
+import { eachPaged, passOver, UNLIMITED, type SweepOptions, type SweepRun } from "../sweeps";
 
 export interface GraceDeps {
   db: Firestore;
   now: () => Date;
 }
 
-export interface GraceReport {
+export interface GraceReport extends SweepRun {
   examined: number;
   revoked: number;
-  /** Users whose recomputation threw (see sweeps.ts). */
-  failures: SweepFailure[];
-  /** False when the run's budget or page cap stopped it first; the next run goes on. */
-  complete: boolean;
 }
 
 /** Users per query page, and pages a run reads at most (users whose recomputation throws are paged past). */
