@@ -24,10 +24,15 @@ export interface SweepRun {
   complete: boolean;
 }
 
+/** What a sweep's line says of an error. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** Records an item that threw, to be passed over; rethrows when Firestore itself is failing. */
 export function passOver(failures: SweepFailure[], id: string, error: unknown): void {
   if (isFirestoreFailing(error)) throw error;
-  failures.push({ id, error: error instanceof Error ? error.message : String(error) });
+  failures.push({ id, error: messageOf(error) });
 }
 
 /**
@@ -105,7 +110,7 @@ export async function runSweep<R extends SweepRun>(logger: SweepLogger, message:
   try {
     report = await sweep();
   } catch (error) {
-    logger.error(message, { error: error instanceof Error ? error.message : String(error) });
+    logger.error(message, { error: messageOf(error) });
     throw error;
   }
   if (report.failures.length > 0) logger.error(message, report);

@@ -1,7 +1,7 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { NOTIFICATIONS, notificationRef, queuedNotification, type Notification } from "../collections/notifications";
 import type { NotificationProvider } from "./providers";
-import { eachPaged, passOver, UNLIMITED, type SweepOptions, type SweepRun } from "../sweeps";
+import { eachPaged, messageOf, passOver, UNLIMITED, type SweepOptions, type SweepRun } from "../sweeps";
 
 export interface DeliveryOptions {
   /** Attempts before a notification is `dead` and an admin is alerted. */
@@ -157,9 +157,10 @@ export async function redriveNotifications(deps: DeliveryDeps, { pageSize = 100,
       throw error;
     });
   const runs = await Promise.allSettled([side(failed), side(stuck)]);
-  for (const run of runs) {
-    if (run.status === "rejected") throw run.reason;
-    report.complete &&= run.value;
-  }
+  const errors = runs.flatMap((run) => (run.status === "rejected" ? [run.reason as unknown] : []));
+  if (errors.length === 1) throw errors[0];
+  // Both failed: the run's line names both causes (usually one outage, but not always).
+  if (errors.length > 1) throw new AggregateError(errors, `Both re-drive queries failed: ${errors.map(messageOf).join("; ")}`);
+  for (const run of runs) if (run.status === "fulfilled") report.complete &&= run.value;
   return report;
 }

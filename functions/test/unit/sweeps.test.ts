@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { DEFAULT_DELIVERY_OPTIONS } from "../../src/notifications/deliver";
+import type { Firestore } from "firebase-admin/firestore";
+import { DEFAULT_DELIVERY_OPTIONS, redriveNotifications } from "../../src/notifications/deliver";
 import { budgetOf, passOver, runSweep, SWEEP_BUDGET_MS, SWEEP_TIMEOUT_SECONDS, type SweepFailure } from "../../src/sweeps";
 
 describe("sweeps: an item that throws is passed over, Firestore failing is not", () => {
@@ -64,5 +65,42 @@ describe("sweeps: a run's budget ends it within the function's timeout", () => {
 
   it("leaves room for the slowest item, a notification's send, and a minute of slow Firestore calls before the timeout", () => {
     expect(SWEEP_BUDGET_MS + DEFAULT_DELIVERY_OPTIONS.sendTimeoutMs + 60_000).to.be.at.most(SWEEP_TIMEOUT_SECONDS * 1000);
+  });
+});
+
+describe("sweeps: the notification re-drive fails as a whole when Firestore does", () => {
+  /** A Firestore whose notification queries fail: the failed kind's with `failedKind`, the stuck kind's with `stuckKind` (null: it finds nothing). */
+  function failingQueries(failedKind: Error | null, stuckKind: Error | null): Firestore {
+    const query = (error: Error | null) => {
+      const q = {
+        where: () => q,
+        orderBy: () => q,
+        limit: () => q,
+        startAfter: () => q,
+        get: () => (error === null ? Promise.resolve({ docs: [], size: 0 }) : Promise.reject(error)),
+      };
+      return q;
+    };
+    return { collection: () => ({ where: (_field: string, _op: string, status: string) => query(status === "failed" ? failedKind : stuckKind) }) } as unknown as Firestore;
+  }
+  const redrive = (db: Firestore) =>
+    redriveNotifications({ db, now: () => new Date("2026-12-08T00:00:00Z"), provider: { name: "unused", send: () => Promise.reject(new Error("unused")) }, options: DEFAULT_DELIVERY_OPTIONS }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+  const unavailable = Object.assign(new Error("14 UNAVAILABLE: connection reset"), { code: 14 });
+  const deadline = Object.assign(new Error("4 DEADLINE_EXCEEDED: deadline exceeded"), { code: 4 });
+
+  it("rethrows the one query's error when one kind's query fails", async () => {
+    expect(await redrive(failingQueries(null, unavailable))).to.equal(unavailable);
+    expect(await redrive(failingQueries(deadline, null))).to.equal(deadline);
+  });
+
+  it("names both causes when both kinds' queries fail", async () => {
+    const error = await redrive(failingQueries(unavailable, deadline));
+
+    expect(error).to.be.instanceOf(AggregateError);
+    expect((error as AggregateError).errors).to.deep.equal([unavailable, deadline]);
+    expect((error as AggregateError).message).to.equal("Both re-drive queries failed: 14 UNAVAILABLE: connection reset; 4 DEADLINE_EXCEEDED: deadline exceeded");
   });
 });
