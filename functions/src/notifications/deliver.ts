@@ -156,11 +156,16 @@ export async function redriveNotifications(deps: DeliveryDeps, { pageSize = 100,
       failing = true;
       throw error;
     });
-  const runs = await Promise.allSettled([side(failed), side(stuck)]);
-  const errors = runs.flatMap((run) => (run.status === "rejected" ? [run.reason as unknown] : []));
-  if (errors.length === 1) throw errors[0];
-  // Both failed: the run's line names both causes (usually one outage, but not always).
-  if (errors.length > 1) throw new AggregateError(errors, `Both re-drive queries failed: ${errors.map(messageOf).join("; ")}`);
-  for (const run of runs) if (run.status === "fulfilled") report.complete &&= run.value;
+  const [failedRun, stuckRun] = await Promise.allSettled([side(failed), side(stuck)]);
+  if (failedRun.status === "rejected" && stuckRun.status === "rejected") {
+    // The run's line names both causes and which query each came from: usually one outage, not always.
+    throw new AggregateError(
+      [failedRun.reason, stuckRun.reason],
+      `Both re-drive queries failed: failed notifications: ${messageOf(failedRun.reason)}; stuck notifications: ${messageOf(stuckRun.reason)}`,
+    );
+  }
+  if (failedRun.status === "rejected") throw failedRun.reason;
+  if (stuckRun.status === "rejected") throw stuckRun.reason;
+  report.complete = failedRun.value && stuckRun.value;
   return report;
 }

@@ -83,8 +83,9 @@ describe("sweeps: the notification re-drive fails as a whole when Firestore does
     };
     return { collection: () => ({ where: (_field: string, _op: string, status: string) => query(status === "failed" ? failedKind : stuckKind) }) } as unknown as Firestore;
   }
+  const deps = (db: Firestore) => ({ db, now: () => new Date("2026-12-08T00:00:00Z"), provider: { name: "unused", send: () => Promise.reject(new Error("unused")) }, options: DEFAULT_DELIVERY_OPTIONS });
   const redrive = (db: Firestore) =>
-    redriveNotifications({ db, now: () => new Date("2026-12-08T00:00:00Z"), provider: { name: "unused", send: () => Promise.reject(new Error("unused")) }, options: DEFAULT_DELIVERY_OPTIONS }).then(
+    redriveNotifications(deps(db)).then(
       () => null,
       (error: unknown) => error,
     );
@@ -96,11 +97,23 @@ describe("sweeps: the notification re-drive fails as a whole when Firestore does
     expect(await redrive(failingQueries(deadline, null))).to.equal(deadline);
   });
 
-  it("names both causes when both kinds' queries fail", async () => {
+  it("names both causes, and which query each came from, when both kinds' queries fail; the run's line carries them", async () => {
     const error = await redrive(failingQueries(unavailable, deadline));
 
     expect(error).to.be.instanceOf(AggregateError);
-    expect((error as AggregateError).errors).to.deep.equal([unavailable, deadline]);
-    expect((error as AggregateError).message).to.equal("Both re-drive queries failed: 14 UNAVAILABLE: connection reset; 4 DEADLINE_EXCEEDED: deadline exceeded");
+    const [first, second] = (error as AggregateError).errors;
+    expect(first).to.equal(unavailable);
+    expect(second).to.equal(deadline);
+    const message = "Both re-drive queries failed: failed notifications: 14 UNAVAILABLE: connection reset; stuck notifications: 4 DEADLINE_EXCEEDED: deadline exceeded";
+    expect((error as AggregateError).message).to.equal(message);
+
+    const lines: Array<[string, object]> = [];
+    const logger = { info: () => undefined, warn: () => undefined, error: (_m: string, fields: object) => void lines.push(["error", fields]) };
+    const run = await runSweep(logger, "notification re-drive", () => redriveNotifications(deps(failingQueries(unavailable, deadline)))).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(run).to.be.instanceOf(AggregateError);
+    expect(lines).to.deep.equal([["error", { error: message }]]);
   });
 });
