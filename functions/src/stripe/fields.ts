@@ -24,8 +24,8 @@ export function textOf(value: unknown): string | null {
 
 /** An id given as a string or as an expanded object. */
 export function idOf(value: unknown): string | null {
-  if (typeof value === "object" && value !== null) return nonEmpty(recordOf(value)?.id);
-  return nonEmpty(value);
+  const record = recordOf(value);
+  return nonEmpty(record === null ? value : record.id);
 }
 
 /** The reason an event is ignored for a field it cannot be applied without. */
